@@ -1,0 +1,22 @@
+"""VehicleID (Liu et al., "Deep Relative Distance Learning: Tell the Difference Between
+Similar Vehicles", CVPR 2016).
+
+26,267 vehicles without camera ids: 13,164 for training (113,346 images) and test lists of
+800 / 1,600 / 2,400 vehicles. Protocol: in each of 10 seeded draws one image per vehicle
+forms the gallery and every other image is a query; CMC@1 and CMC@5 are averaged over the
+draws. k = 4 for the neighbourhood methods (paper, Table IV: N / C = 1 here).
+"""
+from rerankbench.synthetic import SplitCounts, TwinModel
+from rerankbench.twin import TwinDataset
+
+TRAIN = SplitCounts(13164, 113346)
+
+
+def _test_set(size: str, ids: int, queries: int) -> TwinDataset:
+    return TwinDataset(
+        name=f"vehicleid_{size}", title=f"VehicleID ({size})", reference="Liu et al., CVPR 2016",
+        train=TRAIN, query=SplitCounts(ids, queries), gallery=SplitCounts(ids, ids), protocol="vehicleid",
+        k_override=4, model=TwinModel(noise=1.0, view_share=0.3, views=2, camera_shift=0.0, train_noise=0.6))
+
+
+DATASETS = [_test_set("small", 800, 5693), _test_set("medium", 1600, 11777), _test_set("large", 2400, 17377)]

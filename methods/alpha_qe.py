@@ -1,0 +1,24 @@
+"""alpha-QE: alpha-weighted query expansion (Radenovic et al., "Fine-tuning CNN Image
+Retrieval with No Human Annotation", TPAMI 2018).
+
+x'_i = normalise( sum_{j in kNN(i, k)} max(x_i . x_j, 0)^alpha x_j ) for every row of X;
+negative similarities are clipped to 0 so that a non-integer alpha never gives NaN.
+Paper setting: k = N/C, alpha = 3. (fast-reid's `aqe` is this method.)
+"""
+from rerankbench.distances import FeatureDistances
+from rerankbench.expansion import expand
+from rerankbench.reranker import DATA_DEPENDENT, Reranker
+
+
+class AlphaQueryExpansion(Reranker):
+    name = "alpha_qe"
+    defaults = {"k": DATA_DEPENDENT, "alpha": 3.0}
+
+    def neighbours_needed(self, fs):
+        return self.resolved(fs)["k"]
+
+    def rerank(self, shared):
+        params = self.resolved(shared.fs)
+        alpha = params["alpha"]
+        return FeatureDistances(expand(shared.features, shared.knn_graph(params["k"]), params["k"],
+                                       lambda similarity: similarity.clamp(min=0) ** alpha))

@@ -1,0 +1,23 @@
+"""AQE: average query expansion (Chum et al., "Total Recall", ICCV 2007).
+
+x'_i = normalise( mean_{j in kNN(i, k)} x_j ) for every row of X, query and gallery alike;
+distances are then recomputed on x'. Paper setting: k = N/C. Uniform weights let false
+matches pull the feature away, so AQE degrades fast as k grows (paper, Sec. IV-C).
+"""
+import torch
+
+from rerankbench.distances import FeatureDistances
+from rerankbench.expansion import expand
+from rerankbench.reranker import DATA_DEPENDENT, Reranker
+
+
+class AverageQueryExpansion(Reranker):
+    name = "aqe"
+    defaults = {"k": DATA_DEPENDENT}
+
+    def neighbours_needed(self, fs):
+        return self.resolved(fs)["k"]
+
+    def rerank(self, shared):
+        k = self.resolved(shared.fs)["k"]
+        return FeatureDistances(expand(shared.features, shared.knn_graph(k), k, torch.ones_like))

@@ -1,0 +1,11 @@
+"""Baseline: no re-ranking. d(q, g) = ||q - g|| for L2-normalised features (= sqrt(2 - 2 cos))."""
+from rerankbench.reranker import Reranker
+
+
+class Baseline(Reranker):
+    name = "baseline"
+    defaults = {}
+    uses_distances = True
+
+    def rerank(self, shared):
+        return shared.query_gallery_distances()

@@ -1,0 +1,72 @@
+"""What a result was measured with: versions, git commit, device, threads, host, date."""
+from __future__ import annotations
+
+import datetime
+import platform
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+PACKAGES = ("rerankbench", "numpy", "torch", "scipy", "faiss-cpu", "faiss-gpu")
+
+
+@lru_cache(maxsize=None)
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+@lru_cache(maxsize=None)
+def git_commit() -> str | None:
+    """HEAD of the checkout the package runs from, with "-dirty" for uncommitted changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{cpu_model()}"
+
+
+@lru_cache(maxsize=None)
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def resolve_device(name: str) -> torch.device:
+    """"cpu", "cuda" or "auto" (cuda when available)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
+    if not name.startswith(("cpu", "cuda")):
+        raise ValueError(f"unknown device {name!r}; use cpu, cuda or auto")
+    return torch.device(name)
+
+
+def describe(device: torch.device) -> dict:
+    return {"device": device_name(device), "threads": torch.get_num_threads(), "host": platform.node(),
+            "versions": versions(), "git_commit": git_commit(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

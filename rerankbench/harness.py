@@ -1,0 +1,133 @@
+"""The harness: runs every (dataset, method, parameters, trial) cell and stores its record.
+
+Cells of one feature set run in one worker process (worker.py) after the shared steps.
+The harness watches it: a cell over the time limit, a worker over the memory limit or a
+worker that dies becomes a failed record, and a fresh worker takes the remaining cells.
+Records are appended as cells finish; cells already in the store are skipped unless forced.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cell import Cell, failed_record, identity
+from .environment import resolve_device
+from .loading import DataRequest
+from .memory import rss_mb
+from .store import ResultsStore
+from .worker import serve
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    results: str = "results"
+    scale: float = 0.1
+    seed: int = 0
+    dim: int = 2048
+    device: str = "cpu"
+    threads: int | None = None
+    time_limit: float | None = None
+    memory_limit_mb: float | None = None
+    force: bool = False
+    features_file: str | None = None
+    protocol: str | None = None
+    show_progress: bool = True
+
+    @property
+    def cache_dir(self) -> str:
+        return str(Path(self.results) / "cache")
+
+
+def run_benchmark(dataset_names: list[str], methods: list[tuple[str, dict]], options: RunOptions,
+                  trials: int = 1, log=print) -> list[dict]:
+    """Run every cell that has no record yet; returns the records written by this call."""
+    store = ResultsStore(options.results)
+    device = resolve_device(options.device)
+    written = []
+    for dataset in dataset_names:
+        request = DataRequest(dataset, options.scale, options.seed, options.dim, options.features_file,
+                              options.protocol, options.cache_dir)
+        fs = request.load()
+        cells = [Cell(fs.name, name, params, trial) for name, params in methods for trial in range(trials)]
+        done = set() if options.force else store.finished()
+        pending = [c for c in cells if identity(c, fs, str(device), options.seed)["cell"] not in done]
+        if len(pending) < len(cells):
+            log(f"{fs.name}: {len(cells) - len(pending)} cell(s) already in {store.path}, skipped (--force reruns them)")
+        for record in _run_cells(request, fs, pending, device, options):
+            store.append(record)
+            written.append(record)
+            log(_describe(record))
+    return written
+
+
+def _run_cells(request, fs, cells, device, options):
+    """Yield one record per cell, restarting the worker after a cell that killed it."""
+    context = multiprocessing.get_context("spawn")
+    pending = list(cells)
+    while pending:
+        ours, theirs = context.Pipe()
+        worker = context.Process(target=serve, daemon=True, args=(
+            theirs, request, pending, str(device), options.seed, options.threads, options.show_progress))
+        worker.start()
+        try:
+            kind, payload = _wait(worker, ours, options.time_limit, options.memory_limit_mb)
+            if kind != "ready":
+                for cell in pending:
+                    yield failed_record(cell, fs, device, options.seed, f"shared steps failed: {payload}")
+                return
+            summary = payload
+            while pending:
+                ours.send(("cell", pending[0]))
+                kind, payload = _wait(worker, ours, options.time_limit, options.memory_limit_mb)
+                cell = pending.pop(0)
+                if kind == "record":
+                    yield payload
+                    continue
+                yield failed_record(cell, fs, device, options.seed, payload, shared=summary)
+                break  # the worker is gone: start another for the rest
+            else:
+                ours.send(("stop",))
+                worker.join(timeout=30)
+        finally:
+            if worker.is_alive():
+                worker.kill()
+            worker.join()
+
+
+def _wait(worker, connection, time_limit, memory_limit_mb) -> tuple[str, object]:
+    """The worker's next message, or why none came: out of time, out of memory, or death."""
+    start = time.monotonic()
+    while True:
+        if connection.poll(0.2):
+            try:
+                return connection.recv()
+            except EOFError:
+                pass
+        if not worker.is_alive() and not connection.poll():
+            return "died", _death(worker.exitcode)
+        if time_limit is not None and time.monotonic() - start > time_limit:
+            worker.kill()
+            return "timeout", f"out of time: over the {time_limit:g} s limit"
+        rss = rss_mb(worker.pid)
+        if memory_limit_mb is not None and rss is not None and rss > memory_limit_mb:
+            worker.kill()
+            return "oom", f"out of memory: resident memory over the {memory_limit_mb:g} MB limit"
+
+
+def _death(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        hint = " (the kernel kills a process that runs the machine out of memory this way)" if name == "SIGKILL" else ""
+        return f"worker killed by {name}{hint}"
+    return f"worker exited with status {exitcode}"
+
+
+def _describe(record: dict) -> str:
+    head = f"{record['dataset']:<18} {record['method']:<22} {record['params']}"
+    if record["status"] != "ok":
+        return f"{head}  FAILED: {record['error'].splitlines()[0]}"
+    return (f"{head}  CMC@1 {record['cmc1']:.2f}  mAP {record['map']:.2f}  "
+            f"{record['wall_s']:.2f} s  {record['peak_rss_mb']:.0f} MB")

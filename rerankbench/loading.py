@@ -1,0 +1,34 @@
+"""Which feature set a run works on: a registered dataset's twin, or a user's features file."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .feature_file import load_features_file
+from .featureset import FeatureSet
+from .protocols import check_protocol
+from .registry import datasets
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """Everything needed to load one feature set again in another process."""
+
+    dataset: str
+    scale: float = 0.1
+    seed: int = 0
+    dim: int = 2048
+    features_file: str | None = None
+    protocol: str | None = None
+    cache_dir: str | None = None
+
+    def load(self) -> FeatureSet:
+        if self.features_file is not None:
+            return load_features_file(self.features_file, check_protocol(self.protocol or "market"))
+        twin = datasets()[self.dataset]
+        fs = twin.load(self.scale, self.seed, self.dim, cache_dir=self.cache_dir)
+        return fs.with_protocol(check_protocol(self.protocol)) if self.protocol else fs
+
+
+def features_file_name(path: str | Path) -> str:
+    return Path(path).stem

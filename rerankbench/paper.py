@@ -1,0 +1,23 @@
+"""The paper's own numbers (Table V, `data/paper_table5.csv`), as reference data."""
+from __future__ import annotations
+
+import csv
+from functools import lru_cache
+from importlib import resources
+
+
+@lru_cache(maxsize=None)
+def paper_table5() -> dict[tuple[str, str], dict[str, float]]:
+    """{(dataset, metric): {method: value}}, empty cells left out; time in seconds."""
+    text = resources.files("rerankbench").joinpath("data/paper_table5.csv").read_text()
+    table = {}
+    for row in csv.DictReader(text.splitlines()):
+        dataset, metric = row.pop("dataset"), row.pop("metric")
+        table[dataset, metric] = {method: float(value) for method, value in row.items() if value}
+    return table
+
+
+def paper_baseline(dataset: str) -> dict[str, float]:
+    """The paper's baseline metrics for a dataset, e.g. {"cmc1": 73.75, "map": 50.31}."""
+    return {metric: values["baseline"] for (name, metric), values in paper_table5().items()
+            if name == dataset and "baseline" in values}

@@ -1,0 +1,62 @@
+"""Discovery of the registered methods (methods/*.py) and test sets (datasets/*.py).
+
+A method is any `Reranker` subclass with a `name` defined in a module of rerankbench.methods;
+a dataset module lists its test sets in `DATASETS`. Adding one is adding one file.
+Dataset families name several test sets: "veriwild" and "vehicleid" stand for their
+small / medium / large test sets; "all" names everything.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from functools import lru_cache
+
+from .reranker import Reranker
+from .twin import TwinDataset
+
+
+@lru_cache(maxsize=None)
+def methods() -> dict[str, type[Reranker]]:
+    from . import methods as package
+    found = {}
+    for module in pkgutil.iter_modules(package.__path__):
+        for value in vars(importlib.import_module(f"{package.__name__}.{module.name}")).values():
+            if isinstance(value, type) and issubclass(value, Reranker) and "name" in vars(value):
+                found[value.name] = value
+    return dict(sorted(found.items(), key=lambda item: METHOD_ORDER.index(item[0]) if item[0] in METHOD_ORDER else 99))
+
+
+@lru_cache(maxsize=None)
+def datasets() -> dict[str, TwinDataset]:
+    from . import datasets as package
+    found = {}
+    for module in pkgutil.iter_modules(package.__path__):
+        for dataset in getattr(importlib.import_module(f"{package.__name__}.{module.name}"), "DATASETS", []):
+            found[dataset.name] = dataset
+    return dict(sorted(found.items(), key=lambda item: DATASET_ORDER.index(item[0]) if item[0] in DATASET_ORDER else 99))
+
+
+METHOD_ORDER = ["baseline", "aqe", "alpha_qe", "k_reciprocal", "alpha_qe_k_reciprocal", "sca", "ecn", "gnn", "acp"]
+DATASET_ORDER = ["market1501", "dukemtmc", "msmt17", "veri776", "veriwild_small", "veriwild_medium",
+                 "veriwild_large", "vehicleid_small", "vehicleid_medium", "vehicleid_large"]
+
+
+def method(name: str, **params) -> Reranker:
+    """An instance of the registered method `name` with `params`."""
+    known = methods()
+    if name not in known:
+        raise ValueError(f"unknown method {name!r}; registered: {', '.join(known)}")
+    return known[name](**params)
+
+
+def select(names: str | list[str], known: dict, kind: str) -> list[str]:
+    """Expand a comma list (or list) of names: "all", families ("veriwild") and exact names."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    chosen = []
+    for name in names:
+        matches = list(known) if name == "all" else [k for k in known if k == name or k.startswith(name + "_")]
+        if not matches:
+            raise ValueError(f"unknown {kind} {name!r}; registered: {', '.join(known)} (or 'all')")
+        chosen += [m for m in matches if m not in chosen]
+    return chosen

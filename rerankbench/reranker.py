@@ -1,0 +1,68 @@
+"""The one interface every re-ranking method meets.
+
+A method is a subclass of `Reranker` in its own file under methods/. Like a scikit-learn
+estimator, its constructor only stores parameters; defaults that depend on the data (the
+paper's k1 = N/C) are written as the string "N/C" and resolved against the feature set.
+`rerank` receives the shared, parameter-independent work (`SharedSteps`: normalised
+features, the exact kNN graph, the query-gallery distances) and returns `Distances`.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from .distances import Distances
+from .featureset import FeatureSet
+
+DATA_DEPENDENT = "N/C"
+
+
+class Reranker:
+    """Base class: `name`, `defaults` ({parameter: default}), `rerank(shared)`; a method that
+    reads the shared query-gallery distances sets `uses_distances`."""
+
+    name: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]] = {}
+    uses_distances: ClassVar[bool] = False  # reads shared.query_gallery_distances()
+
+    def __init__(self, **params: Any):
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            known = ", ".join(self.defaults) or "none"
+            raise ValueError(f"method {self.name!r} has no parameter {', '.join(unknown)} (its parameters: {known})")
+        self.params = {**self.defaults, **params}
+
+    def resolved(self, fs: FeatureSet) -> dict[str, Any]:
+        """The parameters actually used on `fs`: "N/C" becomes the dataset's k1, types follow the defaults."""
+        out = {}
+        for key, value in self.params.items():
+            default = self.defaults[key]
+            if value == DATA_DEPENDENT:
+                value = fs.default_k
+            elif isinstance(default, bool):
+                value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+            elif isinstance(default, (int, float)) or default == DATA_DEPENDENT:
+                value = _number(value, key, self.name, integer=isinstance(default, int) or default == DATA_DEPENDENT)
+            out[key] = value
+        return out
+
+    def neighbours_needed(self, fs: FeatureSet) -> int:
+        """How many neighbours per row (self included) `rerank` reads from the shared kNN graph."""
+        return 0
+
+    def rerank(self, shared) -> Distances:  # shared: rerankbench.shared.SharedSteps
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params.items())})"
+
+
+def _number(value: Any, key: str, method: str, integer: bool) -> int | float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"parameter {method}.{key} must be a number, got {value!r}") from None
+    if integer:
+        if number != int(number) or number < 1:
+            raise ValueError(f"parameter {method}.{key} must be a positive whole number, got {value!r}")
+        return int(number)
+    return number

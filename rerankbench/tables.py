@@ -1,0 +1,44 @@
+"""Tables generated from the stored records, never edited by hand."""
+from __future__ import annotations
+
+from .registry import DATASET_ORDER, METHOD_ORDER
+
+
+def _order(record: dict):
+    def position(order, name):
+        return order.index(name) if name in order else len(order)
+    return (position(DATASET_ORDER, record["dataset"]), record["dataset"], position(METHOD_ORDER, record["method"]),
+            record["method"], str(record["params"]), record.get("trial", 0))
+
+
+def latest(records: list[dict]) -> list[dict]:
+    """The newest record of each cell."""
+    newest = {}
+    for record in records:
+        newest[record.get("cell", id(record))] = record
+    return sorted(newest.values(), key=_order)
+
+
+def markdown_table(records: list[dict]) -> str:
+    """One row per cell: metrics in percent; VehicleID's are means over its 10 draws."""
+    header = ["dataset", "method", "params", "CMC@1", "CMC@5", "mAP", "mINP", "method s", "shared s", "peak RSS MB", "status"]
+    rows = [header, ["---"] * len(header)]
+    synthetic = False
+    for r in latest(records):
+        synthetic |= bool(r.get("synthetic"))
+        name = r["dataset"] + (" (twin)" if r.get("synthetic") else "")
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "-"
+        shared = sum(step.get("seconds", 0.0) for step in (r.get("shared") or {}).get("steps", {}).values())
+        ok = r["status"] == "ok"
+        rows.append([name, r["method"], params,
+                     *(_number(r.get(m)) if ok else "-" for m in ("cmc1", "cmc5", "map", "minp")),
+                     _number(r.get("wall_s"), 3) if ok else "-", _number(shared, 2), _number(r.get("peak_rss_mb"), 0),
+                     "ok" if ok else "failed: " + str(r.get("error", "")).splitlines()[0].replace("|", "/")])
+    lines = ["| " + " | ".join(row) + " |" for row in rows]
+    if synthetic:
+        lines.append("\n(twin): synthetic twin of the dataset, not the released data.")
+    return "\n".join(lines)
+
+
+def _number(value, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

@@ -1,0 +1,135 @@
+"""A dataset's synthetic twin: Table I counts, a calibrated TwinModel, generated once and cached.
+
+Scaling keeps images per identity (so k1 = N/C is unchanged) and shrinks identity counts.
+The cache key holds every generator input, so a recalibrated model never reuses old files.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .featureset import FeatureSet, Split
+from .synthetic import Layout, SplitCounts, TwinModel, split_layout
+
+GENERATOR_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TwinDataset:
+    """A registered test set and how to make its twin.
+
+    protocol "vehicleid": query and gallery come from one pool of `query.images +
+    gallery.images` images; the gallery is one image per identity (the first of the 10 draws).
+    """
+
+    name: str
+    title: str
+    reference: str
+    train: SplitCounts
+    query: SplitCounts
+    gallery: SplitCounts
+    model: TwinModel
+    protocol: str = "market"
+    distractors: int = 0
+    k_override: int | None = None
+
+    def load(self, scale: float = 1.0, seed: int = 0, dim: int = 2048, with_train: bool = False,
+             cache_dir: str | Path | None = None) -> FeatureSet:
+        """The twin at `scale` (a fraction of the full Table I counts), from cache when there."""
+        if not 0 < scale <= 1:
+            raise ValueError(f"scale must be in (0, 1], got {scale}")
+        source = {"kind": "synthetic", "twin_of": self.title, "scale": scale, "seed": seed,
+                  "generator": GENERATOR_VERSION, "model": dataclasses.asdict(self.model)}
+        splits = {"query": None, "gallery": None, "train": None}
+        names = ("query", "gallery", "train") if with_train else ("query", "gallery")
+        folder = None if cache_dir is None else Path(cache_dir) / "twins" / f"{self.name}-{_key(source, dim)}"
+        for split in names:
+            splits[split] = _read(folder, split) if folder else None
+        if any(splits[n] is None for n in names):
+            made = self._generate(scale, seed, dim, with_train)
+            for split in names:
+                if splits[split] is None:
+                    splits[split] = made[split]
+                    if folder:
+                        _write(folder, split, made[split])
+        return FeatureSet(self.name, splits["query"], splits["gallery"], self.protocol, source,
+                          splits["train"], self.k_override)
+
+    def test_layout(self, scale: float, seed: int) -> tuple[Layout, np.ndarray, np.ndarray]:
+        """The test split's layout and which of its rows are queries and which gallery."""
+        query, gallery = self.query.scaled(scale), self.gallery.scaled(scale)
+        if self.protocol == "vehicleid":
+            pool = split_layout(SplitCounts(gallery.ids, query.images + gallery.ids), seed, f"{self.name}/test")
+            gallery_rows = _one_per_identity(pool.ids, np.random.default_rng(seed))
+            return pool, np.setdiff1d(np.arange(len(pool.ids)), gallery_rows), gallery_rows
+        distractors = round(self.distractors * scale)
+        test = split_layout(SplitCounts(gallery.ids, query.images + gallery.images - distractors,
+                                        max(query.cameras, gallery.cameras)),
+                            seed, f"{self.name}/test", distractors=distractors)
+        query_rows = _pick_queries(test.ids, query, np.random.default_rng(seed))
+        return test, query_rows, np.setdiff1d(np.arange(len(test.ids)), query_rows)
+
+    def _generate(self, scale: float, seed: int, dim: int, with_train: bool) -> dict[str, Split]:
+        test, query_rows, gallery_rows = self.test_layout(scale, seed)
+        made = {"query": None, "gallery": None}
+        features = test.features(self.model, self.model.noise, seed, dim)
+        for split, rows in (("query", query_rows), ("gallery", gallery_rows)):
+            made[split] = Split(features[rows], test.ids[rows], None if test.cams[0] < 0 else test.cams[rows])
+        if with_train:
+            train = split_layout(self.train.scaled(scale), seed, f"{self.name}/train")
+            made["train"] = Split(train.features(self.model, self.model.noise * self.model.train_noise, seed, dim),
+                                  train.ids, None if train.cams[0] < 0 else train.cams)
+        return made
+
+
+def _pick_queries(ids: np.ndarray, query: SplitCounts, rng: np.random.Generator) -> np.ndarray:
+    """Rows of `query.images` queries from identities 1..query.ids: each identity at least
+    one, and each keeps at least two images for the gallery where it has them."""
+    candidates = np.flatnonzero((ids >= 1) & (ids <= query.ids))
+    first = candidates[_one_per_identity(ids[candidates], rng)]
+    counts = np.bincount(ids, minlength=query.ids + 1)
+    taken = np.zeros(query.ids + 1, np.int64)
+    chosen = []
+    for row in rng.permutation(np.setdiff1d(candidates, first)):
+        if len(chosen) + len(first) >= query.images:
+            break
+        if taken[ids[row]] + 3 < counts[ids[row]]:
+            taken[ids[row]] += 1
+            chosen.append(row)
+    return np.sort(np.concatenate([first, np.asarray(chosen, np.int64)]))
+
+
+def _one_per_identity(ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices of one randomly chosen row per identity."""
+    order = rng.permutation(len(ids))
+    _, first = np.unique(ids[order], return_index=True)
+    return np.sort(order[first])
+
+
+def _key(source: dict, dim: int) -> str:
+    return hashlib.sha1(json.dumps({**source, "dim": dim}, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _write(folder: Path, split: str, data: Split) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {"features": data.features, "ids": data.ids}
+    if data.cams is not None:
+        arrays["cams"] = data.cams
+    for name, array in arrays.items():
+        tmp = folder / f"{split}.{name}.tmp.npy"
+        np.save(tmp, array)
+        tmp.replace(folder / f"{split}.{name}.npy")
+
+
+def _read(folder: Path, split: str) -> Split | None:
+    path = folder / f"{split}.features.npy"
+    if not path.exists():
+        return None
+    cams = folder / f"{split}.cams.npy"
+    return Split(np.load(path, mmap_mode="r"), np.load(folder / f"{split}.ids.npy"),
+                 np.load(cams) if cams.exists() else None)

@@ -1,0 +1,35 @@
+"""A worker process runs the cells of one feature set, so that a cell that runs out of time
+or memory, or crashes the interpreter, costs that cell alone: the harness kills the worker,
+writes a failed record and starts a new worker for the cells that remain.
+
+Messages, over a multiprocessing pipe: harness -> worker ("cell", Cell) or ("stop",);
+worker -> harness ("ready", shared summary), ("record", dict) or ("fatal", message).
+"""
+from __future__ import annotations
+
+import traceback
+
+import torch
+
+from .cell import Cell, prepare, run_cell
+from .loading import DataRequest
+from .shared import SharedSteps
+
+
+def serve(connection, request: DataRequest, cells: list[Cell], device: str, seed: int, threads: int | None,
+          show_progress: bool) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        fs = request.load()
+        shared = SharedSteps(fs, device, request.cache_dir, show_progress)
+        summary = prepare(shared, cells)
+    except Exception as error:
+        connection.send(("fatal", f"{type(error).__name__}: {error}\n{traceback.format_exc()}"))
+        return
+    connection.send(("ready", summary))
+    while True:
+        message = connection.recv()
+        if message[0] == "stop":
+            return
+        connection.send(("record", run_cell(message[1], shared, seed, summary)))
