@@ -10,4 +10,6 @@ from rerankbench.twin import TwinDataset
 DATASETS = [TwinDataset(
     name="market1501", title="Market-1501", reference="Zheng et al., ICCV 2015",
     train=SplitCounts(751, 12936, 6), query=SplitCounts(750, 3368, 6), gallery=SplitCounts(750, 15913, 6),
-    distractors=2798, model=TwinModel(noise=1.0, view_share=0.3, train_noise=0.3))]
+    distractors=2798,
+    # noise and view_share: fitted by `python -m rerankbench calibrate --fit` (docs/calibration.md)
+    model=TwinModel(noise=0.605, view_share=0.777))]

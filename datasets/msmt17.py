@@ -10,4 +10,4 @@ from rerankbench.twin import TwinDataset
 DATASETS = [TwinDataset(
     name="msmt17", title="MSMT17", reference="Wei et al., CVPR 2018",
     train=SplitCounts(1041, 30248, 15), query=SplitCounts(3060, 11659, 15), gallery=SplitCounts(3060, 82161, 15),
-    model=TwinModel(noise=1.0, view_share=0.3, train_noise=0.3))]
+    model=TwinModel(noise=1.0, view_share=0.3))]

@@ -12,11 +12,14 @@ from rerankbench.twin import TwinDataset
 TRAIN = SplitCounts(13164, 113346)
 
 
-def _test_set(size: str, ids: int, queries: int) -> TwinDataset:
+def _test_set(size: str, ids: int, queries: int, noise: float, view_share: float) -> TwinDataset:
     return TwinDataset(
         name=f"vehicleid_{size}", title=f"VehicleID ({size})", reference="Liu et al., CVPR 2016",
         train=TRAIN, query=SplitCounts(ids, queries), gallery=SplitCounts(ids, ids), protocol="vehicleid",
-        k_override=4, model=TwinModel(noise=1.0, view_share=0.3, views=2, camera_shift=0.0, train_noise=0.6))
+        k_override=4, model=TwinModel(noise=noise, view_share=view_share, views=2, camera_shift=0.0))
 
 
-DATASETS = [_test_set("small", 800, 5693), _test_set("medium", 1600, 11777), _test_set("large", 2400, 17377)]
+# noise and view_share: fitted by `python -m rerankbench calibrate --fit` (docs/calibration.md)
+DATASETS = [_test_set("small", 800, 5693, noise=1.8797, view_share=0.425),
+            _test_set("medium", 1600, 11777, noise=1.6165, view_share=0.6375),
+            _test_set("large", 2400, 17377, noise=1.6613, view_share=0.6375)]

@@ -10,4 +10,4 @@ from rerankbench.twin import TwinDataset
 DATASETS = [TwinDataset(
     name="veri776", title="VeRi-776", reference="Liu et al., ICME 2016",
     train=SplitCounts(576, 37746, 20), query=SplitCounts(200, 1678, 19), gallery=SplitCounts(200, 11579, 19),
-    model=TwinModel(noise=1.0, view_share=0.3, train_noise=0.3))]
+    model=TwinModel(noise=1.0, view_share=0.3))]

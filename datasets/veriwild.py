@@ -15,7 +15,7 @@ def _test_set(size: str, ids: int, query_cams: int, gallery_images: int, gallery
     return TwinDataset(
         name=f"veriwild_{size}", title=f"VERI-Wild ({size})", reference="Lou et al., CVPR 2019",
         train=TRAIN, query=SplitCounts(ids, ids, query_cams), gallery=SplitCounts(ids, gallery_images, gallery_cams),
-        model=TwinModel(noise=1.0, view_share=0.3, train_noise=0.6))
+        model=TwinModel(noise=1.0, view_share=0.3))
 
 
 DATASETS = [_test_set("small", 3000, 105, 38861, 146), _test_set("medium", 5000, 113, 64389, 153),

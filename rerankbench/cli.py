@@ -1,4 +1,4 @@
-"""Command line: python -m rerankbench {run,list,table,calibrate} ... (--help for each)."""
+"""Command line: python -m rerankbench {run,list,table,calibrate,benchmark} ... (--help for each)."""
 from __future__ import annotations
 
 import argparse
@@ -47,9 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     calibrate.add_argument("--datasets", default="all")
     calibrate.add_argument("--output", default="docs/calibration.md")
 
+    bench = commands.add_parser("benchmark", help="time the shared steps against the bare products (writes results/benchmarks/)")
+    bench.add_argument("--dataset", default="msmt17")
+    bench.add_argument("--scale", type=float, default=1.0)
+    bench.add_argument("--k", type=int, default=100)
+    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--output", default="results/benchmarks")
+
     args = parser.parse_args(argv)
     try:
-        return {"run": _run, "list": _list, "table": _table, "calibrate": _calibrate}[args.command](args)
+        commands = {"run": _run, "list": _list, "table": _table, "calibrate": _calibrate, "benchmark": _benchmark}
+        return commands[args.command](args)
     except (ValueError, FeatureError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -118,3 +126,9 @@ def _table(args) -> int:
 def _calibrate(args) -> int:
     from .calibration_report import run_calibration
     return run_calibration(registry.select(args.datasets, registry.datasets(), "dataset"), args.fit, args.check, args.output)
+
+
+def _benchmark(args) -> int:
+    from .benchmark import run
+    run(args.dataset, args.scale, args.k, args.device, args.output)
+    return 0

@@ -49,7 +49,7 @@ def run_benchmark(dataset_names: list[str], methods: list[tuple[str, dict]], opt
     written = []
     for dataset in dataset_names:
         request = DataRequest(dataset, options.scale, options.seed, options.dim, options.features_file,
-                              options.protocol, options.cache_dir)
+                              options.protocol, options.cache_dir, options.show_progress)
         fs = request.load()
         cells = [Cell(fs.name, name, params, trial) for name, params in methods for trial in range(trials)]
         done = set() if options.force else store.finished()

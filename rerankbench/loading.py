@@ -21,12 +21,13 @@ class DataRequest:
     features_file: str | None = None
     protocol: str | None = None
     cache_dir: str | None = None
+    show_progress: bool = False
 
     def load(self) -> FeatureSet:
         if self.features_file is not None:
             return load_features_file(self.features_file, check_protocol(self.protocol or "market"))
         twin = datasets()[self.dataset]
-        fs = twin.load(self.scale, self.seed, self.dim, cache_dir=self.cache_dir)
+        fs = twin.load(self.scale, self.seed, self.dim, cache_dir=self.cache_dir, show_progress=self.show_progress)
         return fs.with_protocol(check_protocol(self.protocol)) if self.protocol else fs
 
 

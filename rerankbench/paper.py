@@ -1,4 +1,5 @@
-"""The paper's own numbers (Table V, `data/paper_table5.csv`), as reference data."""
+"""The paper's own numbers, as reference data: Table V (`data/paper_table5.csv`, results) and
+Table VI (`data/paper_table6.csv`, the baseline on each training set)."""
 from __future__ import annotations
 
 import csv
@@ -21,3 +22,10 @@ def paper_baseline(dataset: str) -> dict[str, float]:
     """The paper's baseline metrics for a dataset, e.g. {"cmc1": 73.75, "map": 50.31}."""
     return {metric: values["baseline"] for (name, metric), values in paper_table5().items()
             if name == dataset and "baseline" in values}
+
+
+@lru_cache(maxsize=None)
+def paper_train_baseline() -> dict[str, dict[str, float]]:
+    """Table VI: {dataset family: {metric: value}} for the baseline on the training sets."""
+    text = resources.files("rerankbench").joinpath("data/paper_table6.csv").read_text()
+    return {row.pop("dataset"): {k: float(v) for k, v in row.items()} for row in csv.DictReader(text.splitlines())}

@@ -9,17 +9,21 @@ one hard-negative group -- similar clothing, the same car model -- share gamma, 
 centres have cosine ~g), nu_{i,v} one of the identity's views, kappa_c a per-camera shift,
 eps image noise whose scale varies per image (z ~ N(0, 1): some images are much harder) and
 every base vector drawn from N(0, I/D) (unit norm in expectation). The train split uses the
-noise times `train_noise`: the backbone was fitted to it, so it is easier (paper, Table VI).
+noise, view share and group similarity times `train_ease`: the backbone was fitted to it, so
+it is easier (paper, Table VI).
 Everything is drawn from torch generators seeded per (seed, split, identity block), so a twin
 is identical on every machine and however it is chunked.
 """
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from .progress import progress
 
 
 IDENTITY_BLOCK = 256
@@ -40,7 +44,15 @@ class SplitCounts:
 
 @dataclass(frozen=True)
 class TwinModel:
-    """Parameters of the generative model; `noise` and `view_share` are calibrated per dataset."""
+    """Parameters of the generative model; `noise` and `view_share` are calibrated per dataset.
+
+    `train_ease` scales the nuisance terms (noise, view share, group similarity) of the train
+    split: the backbone was trained on it, so it ranks it far better (paper, Table VI)."""
+
+    def for_train(self) -> "TwinModel":
+        t = self.train_ease
+        return dataclasses.replace(self, noise=self.noise * t, view_share=self.view_share * t,
+                                   group_similarity=self.group_similarity * t)
 
     noise: float
     view_share: float
@@ -49,7 +61,7 @@ class TwinModel:
     group_similarity: float = 0.6
     group_size: int = 8
     camera_shift: float = 0.2
-    train_noise: float = 0.5
+    train_ease: float = 0.5
 
 
 def layout(counts: SplitCounts, rng: np.random.Generator, camera_subset: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -101,23 +113,14 @@ def feature_parts(identity: np.ndarray, camera: np.ndarray, model: TwinModel, se
         }
 
 
-def combine(parts: dict[str, torch.Tensor], model: TwinModel, noise: float) -> torch.Tensor:
+def combine(parts: dict[str, torch.Tensor], model: TwinModel) -> torch.Tensor:
     """x = sqrt(1 - r) (sqrt(g) gamma + sqrt(1 - g) u) + sqrt(r) nu + s_c kappa + s_n exp(q z) eps,
     L2-normalised (r: the view share of the identity signal)."""
     g = model.group_similarity
     rho = model.view_share
     x = (1 - rho) ** 0.5 * (g ** 0.5 * parts["group"] + (1 - g) ** 0.5 * parts["own"]) + rho ** 0.5 * parts["view"]
-    x += model.camera_shift * parts["camera"] + noise * torch.exp(model.quality_spread * parts["quality"]) * parts["noise"]
+    x += model.camera_shift * parts["camera"] + model.noise * torch.exp(model.quality_spread * parts["quality"]) * parts["noise"]
     return torch.nn.functional.normalize(x, dim=1)
-
-
-def generate_features(identity: np.ndarray, camera: np.ndarray, model: TwinModel, noise: float,
-                      seed: int, tag: str, dim: int) -> np.ndarray:
-    """Features (n x dim, float32, unit rows) of images given their identity index and camera."""
-    out = np.empty((len(identity), dim), dtype=np.float32)
-    for lo, hi, parts in feature_parts(identity, camera, model, seed, tag, dim):
-        out[lo:hi] = combine(parts, model, noise).numpy()
-    return out
 
 
 @dataclass(frozen=True)
@@ -137,10 +140,11 @@ class Layout:
                 yield offset + lo, offset + hi, parts
             offset += len(identity)
 
-    def features(self, model: TwinModel, noise: float, seed: int, dim: int) -> np.ndarray:
+    def features(self, model: TwinModel, seed: int, dim: int, show_progress: bool = False) -> np.ndarray:
+        """Features (n x dim, float32, unit rows) of every image."""
         out = np.empty((len(self.ids), dim), dtype=np.float32)
-        for lo, hi, parts in self.parts(model, seed, dim):
-            out[lo:hi] = combine(parts, model, noise).numpy()
+        for lo, hi, parts in progress(self.parts(model, seed, dim), "twin", show_progress):
+            out[lo:hi] = combine(parts, model).numpy()
         return out
 
 

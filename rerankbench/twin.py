@@ -39,26 +39,22 @@ class TwinDataset:
     k_override: int | None = None
 
     def load(self, scale: float = 1.0, seed: int = 0, dim: int = 2048, with_train: bool = False,
-             cache_dir: str | Path | None = None) -> FeatureSet:
+             cache_dir: str | Path | None = None, show_progress: bool = False) -> FeatureSet:
         """The twin at `scale` (a fraction of the full Table I counts), from cache when there."""
         if not 0 < scale <= 1:
             raise ValueError(f"scale must be in (0, 1], got {scale}")
         source = {"kind": "synthetic", "twin_of": self.title, "scale": scale, "seed": seed,
                   "generator": GENERATOR_VERSION, "model": dataclasses.asdict(self.model)}
-        splits = {"query": None, "gallery": None, "train": None}
         names = ("query", "gallery", "train") if with_train else ("query", "gallery")
         folder = None if cache_dir is None else Path(cache_dir) / "twins" / f"{self.name}-{_key(source, dim)}"
-        for split in names:
-            splits[split] = _read(folder, split) if folder else None
-        if any(splits[n] is None for n in names):
-            made = self._generate(scale, seed, dim, with_train)
-            for split in names:
-                if splits[split] is None:
-                    splits[split] = made[split]
-                    if folder:
-                        _write(folder, split, made[split])
+        splits = {name: _read(folder, name) if folder else None for name in names}
+        missing = [name for name, split in splits.items() if split is None]
+        for name, split in self._generate(scale, seed, dim, missing, show_progress).items():
+            splits[name] = split
+            if folder:
+                _write(folder, name, split)
         return FeatureSet(self.name, splits["query"], splits["gallery"], self.protocol, source,
-                          splits["train"], self.k_override)
+                          splits.get("train"), self.k_override)
 
     def test_layout(self, scale: float, seed: int) -> tuple[Layout, np.ndarray, np.ndarray]:
         """The test split's layout and which of its rows are queries and which gallery."""
@@ -74,15 +70,17 @@ class TwinDataset:
         query_rows = _pick_queries(test.ids, query, np.random.default_rng(seed))
         return test, query_rows, np.setdiff1d(np.arange(len(test.ids)), query_rows)
 
-    def _generate(self, scale: float, seed: int, dim: int, with_train: bool) -> dict[str, Split]:
-        test, query_rows, gallery_rows = self.test_layout(scale, seed)
-        made = {"query": None, "gallery": None}
-        features = test.features(self.model, self.model.noise, seed, dim)
-        for split, rows in (("query", query_rows), ("gallery", gallery_rows)):
-            made[split] = Split(features[rows], test.ids[rows], None if test.cams[0] < 0 else test.cams[rows])
-        if with_train:
+    def _generate(self, scale: float, seed: int, dim: int, splits: list[str], show_progress: bool) -> dict[str, Split]:
+        """The named splits ("query", "gallery", "train"), freshly generated."""
+        made = {}
+        if "query" in splits or "gallery" in splits:
+            test, query_rows, gallery_rows = self.test_layout(scale, seed)
+            features = test.features(self.model, seed, dim, show_progress)
+            for split, rows in (("query", query_rows), ("gallery", gallery_rows)):
+                made[split] = Split(features[rows], test.ids[rows], None if test.cams[0] < 0 else test.cams[rows])
+        if "train" in splits:
             train = split_layout(self.train.scaled(scale), seed, f"{self.name}/train")
-            made["train"] = Split(train.features(self.model, self.model.noise * self.model.train_noise, seed, dim),
+            made["train"] = Split(train.features(self.model.for_train(), seed, dim, show_progress),
                                   train.ids, None if train.cams[0] < 0 else train.cams)
         return made
 
