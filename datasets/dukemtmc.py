@@ -10,4 +10,5 @@ from rerankbench.twin import TwinDataset
 DATASETS = [TwinDataset(
     name="dukemtmc", title="DukeMTMC-reID", reference="Zheng et al., ICCV 2017",
     train=SplitCounts(702, 16522, 8), query=SplitCounts(702, 2228, 8), gallery=SplitCounts(1110, 17661, 8),
-    model=TwinModel(noise=1.0, view_share=0.3))]
+    # noise and view_share: fitted by `python -m rerankbench calibrate --fit` (docs/calibration.md)
+    model=TwinModel(noise=0.607, view_share=0.8234))]

@@ -10,4 +10,5 @@ from rerankbench.twin import TwinDataset
 DATASETS = [TwinDataset(
     name="veri776", title="VeRi-776", reference="Liu et al., ICME 2016",
     train=SplitCounts(576, 37746, 20), query=SplitCounts(200, 1678, 19), gallery=SplitCounts(200, 11579, 19),
-    model=TwinModel(noise=1.0, view_share=0.3))]
+    # noise and view_share: fitted by `python -m rerankbench calibrate --fit` (docs/calibration.md)
+    model=TwinModel(noise=0.8871, view_share=0.7504))]

@@ -17,10 +17,13 @@ def load_features_file(path: str | Path, protocol: str = "market") -> FeatureSet
     if not path.is_file():
         raise FeatureError(f"{path}: no such features file")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
+        data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise FeatureError(f"{path}: not a readable .npz file ({error})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise FeatureError(f"{path}: holds a single array, not an .npz archive with keys qf, gf, q_ids, g_ids")
+    with data:
+        arrays = {key: data[key] for key in data.files}
     missing = [key for key in REQUIRED if key not in arrays]
     if missing:
         raise FeatureError(f"{path}: missing key(s) {', '.join(missing)}; expected qf, gf, q_ids, g_ids "

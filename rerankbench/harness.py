@@ -73,7 +73,7 @@ def _run_cells(request, fs, cells, device, options):
             theirs, request, pending, str(device), options.seed, options.threads, options.show_progress))
         worker.start()
         try:
-            kind, payload = _wait(worker, ours, options.time_limit, options.memory_limit_mb)
+            kind, payload = _wait(worker, ours, None, options.memory_limit_mb)  # start-up: no time limit
             if kind != "ready":
                 for cell in pending:
                     yield failed_record(cell, fs, device, options.seed, f"shared steps failed: {payload}")
@@ -85,6 +85,9 @@ def _run_cells(request, fs, cells, device, options):
                 cell = pending.pop(0)
                 if kind == "record":
                     yield payload
+                    continue
+                if kind == "late":  # finished, but over the limit: the worker is still good
+                    yield failed_record(cell, fs, device, options.seed, payload, shared=summary)
                     continue
                 yield failed_record(cell, fs, device, options.seed, payload, shared=summary)
                 break  # the worker is gone: start another for the rest
@@ -103,9 +106,12 @@ def _wait(worker, connection, time_limit, memory_limit_mb) -> tuple[str, object]
     while True:
         if connection.poll(0.2):
             try:
-                return connection.recv()
+                message = connection.recv()
             except EOFError:
-                pass
+                continue
+            if time_limit is not None and time.monotonic() - start > time_limit:
+                return "late", f"out of time: over the {time_limit:g} s limit"
+            return message
         if not worker.is_alive() and not connection.poll():
             return "died", _death(worker.exitcode)
         if time_limit is not None and time.monotonic() - start > time_limit:

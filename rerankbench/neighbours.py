@@ -47,7 +47,8 @@ def build_knn_graph(features: torch.Tensor, k: int, show_progress: bool = False)
     """Exact kNN graph of the L2-normalised rows of `features` (T x D), self first.
 
     Candidates are taken with a margin beyond k and re-sorted by (similarity desc, index asc)
-    so that ties at equal similarity come out in index order.
+    so that ties at equal similarity come out in index order; a row whose tie runs past the
+    margin is sorted whole.
     """
     total = features.shape[0]
     k = min(k, total)
@@ -62,6 +63,10 @@ def build_knn_graph(features: torch.Tensor, k: int, show_progress: bool = False)
         similarity[own - start, own] = float("inf")  # row i itself first
         values, candidates = torch.topk(similarity, margin, dim=1)
         values, candidates = _stable_order(values, candidates)
+        crowded = torch.nonzero(values[:, k - 1] == values[:, -1]).flatten() if margin < total else []
+        if len(crowded):  # a tie runs past the margin: take the whole row in stable order
+            full = torch.sort(similarity[crowded], dim=1, descending=True, stable=True)
+            values[crowded], candidates[crowded] = full.values[:, :margin], full.indices[:, :margin]
         values, candidates = values[:, :k], candidates[:, :k]
         values[:, 0] = 1.0
         indices[start:stop] = candidates.cpu().numpy()

@@ -55,7 +55,10 @@ def select(names: str | list[str], known: dict, kind: str) -> list[str]:
         names = [n.strip() for n in names.split(",") if n.strip()]
     chosen = []
     for name in names:
-        matches = list(known) if name == "all" else [k for k in known if k == name or k.startswith(name + "_")]
+        if name == "all":
+            matches = list(known)
+        else:
+            matches = [name] if name in known else [k for k in known if k.startswith(name + "_")]
         if not matches:
             raise ValueError(f"unknown {kind} {name!r}; registered: {', '.join(known)} (or 'all')")
         chosen += [m for m in matches if m not in chosen]

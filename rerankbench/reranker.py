@@ -8,6 +8,7 @@ features, the exact kNN graph, the query-gallery distances) and returns `Distanc
 """
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 from .distances import Distances
@@ -61,6 +62,8 @@ def _number(value: Any, key: str, method: str, integer: bool) -> int | float:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"parameter {method}.{key} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"parameter {method}.{key} must be a finite number, got {value!r}")
     if integer:
         if number != int(number) or number < 1:
             raise ValueError(f"parameter {method}.{key} must be a positive whole number, got {value!r}")

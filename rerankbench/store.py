@@ -23,8 +23,11 @@ class ResultsStore:
     def append(self, record: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(record, sort_keys=True, default=_plain) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn last line: end it first
+                line = b"\n" + line
             os.write(fd, line)
             os.fsync(fd)
         finally:

@@ -24,7 +24,8 @@ class TwinDataset:
     """A registered test set and how to make its twin.
 
     protocol "vehicleid": query and gallery come from one pool of `query.images +
-    gallery.images` images; the gallery is one image per identity (the first of the 10 draws).
+    gallery.images` images; the gallery is one seeded random image per identity (the
+    protocol then makes its own 10 draws over the pool).
     """
 
     name: str
@@ -46,7 +47,8 @@ class TwinDataset:
         source = {"kind": "synthetic", "twin_of": self.title, "scale": scale, "seed": seed,
                   "generator": GENERATOR_VERSION, "model": dataclasses.asdict(self.model)}
         names = ("query", "gallery", "train") if with_train else ("query", "gallery")
-        folder = None if cache_dir is None else Path(cache_dir) / "twins" / f"{self.name}-{_key(source, dim)}"
+        key = _key({**dataclasses.asdict(self), "scale": scale, "seed": seed, "dim": dim, "generator": GENERATOR_VERSION})
+        folder = None if cache_dir is None else Path(cache_dir) / "twins" / f"{self.name}-{key}"
         splits = {name: _read(folder, name) if folder else None for name in names}
         missing = [name for name, split in splits.items() if split is None]
         for name, split in self._generate(scale, seed, dim, missing, show_progress).items():
@@ -109,8 +111,8 @@ def _one_per_identity(ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.sort(order[first])
 
 
-def _key(source: dict, dim: int) -> str:
-    return hashlib.sha1(json.dumps({**source, "dim": dim}, sort_keys=True).encode()).hexdigest()[:12]
+def _key(inputs: dict) -> str:
+    return hashlib.sha1(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _write(folder: Path, split: str, data: Split) -> None:

@@ -1,0 +1,129 @@
+"""The notebook API (rerank / evaluate / load_dataset) and FeatureSet validation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rerankbench
+from conftest import make_featureset, plain_euclidean, plain_normalise
+from rerankbench import FeatureError, FeatureSet, Split, registry
+from rerankbench.distances import FeatureDistances, PrecomputedDistances, materialise
+from rerankbench.protocols import check_protocol, evaluate_all
+
+
+def test_round_trip(tmp_path):
+    fs = rerankbench.load_dataset("market1501", scale=0.02, dim=32)
+    same = registry.datasets()["market1501"].load(scale=0.02, seed=0, dim=32)
+    assert fs.fingerprint == same.fingerprint
+    cached = rerankbench.load_dataset("market1501", scale=0.02, dim=32, cache_dir=str(tmp_path))
+    assert cached.fingerprint == fs.fingerprint
+    d = rerankbench.rerank("baseline", fs)
+    assert d.shape == (fs.num_query, fs.num_gallery) and d.dtype == np.float32
+    x = plain_normalise(fs.stacked())
+    np.testing.assert_allclose(d, plain_euclidean(x[:fs.num_query], x[fs.num_query:]), atol=1e-5)
+    metrics = rerankbench.evaluate(d, fs)
+    assert set(metrics) == {"cmc1", "cmc5", "cmc10", "map", "minp", "num_queries", "num_invalid_queries"}
+    assert metrics["num_queries"] == fs.num_query and metrics["num_invalid_queries"] == 0
+    # evaluate on a single trial equals the protocol's evaluation for a market-style set
+    assert metrics == evaluate_all(PrecomputedDistances(d, np.arange(fs.num_query),
+                                                        np.arange(fs.num_query, fs.num_query + fs.num_gallery)), fs)
+    # the list form and float64 input give the same numbers
+    assert rerankbench.evaluate(d.astype(np.float64).tolist(), fs) == metrics
+    # parameters pass through
+    d5 = rerankbench.rerank("aqe", fs, k=5)
+    assert not np.allclose(d5, d)
+    np.testing.assert_array_equal(d5, rerankbench.rerank("aqe", fs, k="5"))
+
+
+def test_load_dataset_family_and_errors():
+    fs = rerankbench.load_dataset("veriwild", scale=0.02, dim=32)
+    assert fs.name == "veriwild_small"
+    with pytest.raises(ValueError, match="unknown dataset"):
+        rerankbench.load_dataset("nowhere", scale=0.02, dim=32)
+    with pytest.raises(ValueError, match="unknown method"):
+        rerankbench.rerank("nope", fs)
+    with pytest.raises(ValueError, match="no parameter"):
+        rerankbench.rerank("baseline", fs, k=3)
+
+
+def test_evaluate_rejects_wrong_shape():
+    fs = make_featureset(num_query=5, num_gallery=20, dim=8)
+    with pytest.raises(ValueError, match=r"\(5, 20\)"):
+        rerankbench.evaluate(np.zeros((5, 19), np.float32), fs)
+    with pytest.raises(ValueError):
+        rerankbench.evaluate(np.zeros((20, 5), np.float32), fs)
+    with pytest.raises(ValueError):
+        rerankbench.evaluate(np.zeros(100, np.float32), fs)
+
+
+def test_evaluate_hand_worked_official_protocol():
+    # 2 queries, 3 gallery items, no cameras. q0 id 1: gallery ids [2, 1, 1] at d [.1, .2, .3]
+    # -> matches at ranks 2, 3: AP = (1/2 + 2/3)/2 = 7/12; AP_trap = ((0/1+1/2)/2 + (1/2+2/3)/2)/2 = 5/12
+    # q1 id 9: no match in the gallery -> invalid.
+    fs = FeatureSet("h", Split(np.eye(2, 4, dtype=np.float32), np.array([1, 9])),
+                    Split(np.eye(3, 4, dtype=np.float32) + 0.1, np.array([2, 1, 1])))
+    d = np.array([[0.1, 0.2, 0.3], [0.1, 0.2, 0.3]], np.float32)
+    canonical = rerankbench.evaluate(d, fs)
+    assert canonical["map"] == pytest.approx(100 * 7 / 12, abs=1e-12)
+    assert canonical["cmc1"] == 0.0 and canonical["cmc5"] == 100.0
+    official = rerankbench.evaluate(d, fs.with_protocol("market-official"))
+    assert official["map"] == pytest.approx(100 * (5 / 12) / 2, abs=1e-12)  # averaged over both queries
+    assert official["cmc5"] == pytest.approx(50.0, abs=1e-12)
+    assert official["minp"] == canonical["minp"] == pytest.approx(100 * 2 / 3, abs=1e-12)
+
+
+def test_feature_distances_blocks():
+    fs = make_featureset(num_query=7, num_gallery=13, dim=8, seed=9)
+    x = plain_normalise(fs.stacked())
+    import torch
+    d = FeatureDistances(torch.from_numpy(x.astype(np.float32)))
+    rows, cols = np.array([3, 0, 19]), np.array([7, 8, 1])
+    np.testing.assert_allclose(materialise(d, rows, cols), plain_euclidean(x[rows], x[cols]), atol=1e-5)
+
+
+# ------------------------------------------------------------------------ FeatureSet checks
+def _split(n=4, dim=3, **kw):
+    rng = np.random.default_rng(n)
+    args = dict(features=rng.normal(size=(n, dim)).astype(np.float32), ids=np.arange(n), cams=np.zeros(n, np.int64))
+    args.update(kw)
+    return Split(**args)
+
+
+@pytest.mark.parametrize("query, gallery, message", [
+    (dict(features=np.zeros((0, 3), np.float32), ids=np.arange(0), cams=np.zeros(0)), {}, "non-empty"),
+    (dict(features=np.ones(4, np.float32)), {}, "2-D"),
+    (dict(features=np.ones((4, 3), np.int64)), {}, "floating point"),
+    (dict(ids=np.arange(5)), {}, "ids of shape"),
+    (dict(cams=np.zeros(3)), {}, "cameras of shape"),
+    (dict(features=np.array([[1, 0, np.nan]] * 4, np.float32)), {}, "NaN/inf"),
+    ({}, dict(features=np.array([[1, 0, np.inf]] * 4, np.float32)), "NaN/inf"),
+    (dict(features=np.array([[1, 0, 0]] * 3 + [[0, 0, 0]], np.float32)), {}, "all zero"),
+    ({}, dict(features=np.ones((4, 5), np.float32)), "3-d but gallery features are 5-d"),
+    (dict(cams=None), {}, "only one of query and gallery"),
+    (dict(blocks={"c3": np.ones((3, 2), np.float32)}), {}, "block 'c3'"),
+])
+def test_featureset_validation(query, gallery, message):
+    with pytest.raises(FeatureError, match=message):
+        FeatureSet("bad", _split(**query), _split(**gallery))
+
+
+def test_featureset_properties():
+    # gallery of 7 images: ids 1,1,1,2,2,0,-1 -> identities {0, 1, 2} (the -1 is not one) ->
+    # default k = round(7 / 3) = 2; with k_override 4 -> 4
+    g = _split(7, ids=np.array([1, 1, 1, 2, 2, 0, -1]), cams=np.zeros(7, np.int64))
+    q = _split(2, ids=np.array([1, 2]), cams=np.ones(2, np.int64))
+    fs = FeatureSet("p", q, g, source={"kind": "synthetic"})
+    assert (fs.num_query, fs.num_gallery, fs.dim) == (2, 7, 3)
+    assert fs.default_k == 2
+    assert FeatureSet("p", q, g, k_override=4).default_k == 4
+    assert fs.synthetic and not FeatureSet("p", q, g).synthetic
+    stacked = fs.stacked()
+    assert stacked.dtype == np.float32 and stacked.shape == (9, 3)
+    np.testing.assert_array_equal(stacked[2:], g.features)
+    assert fs.with_protocol("vehicleid").protocol == "vehicleid"
+    assert fs.with_protocol("vehicleid").fingerprint != fs.fingerprint
+    assert fs.fingerprint == FeatureSet("other-name", q, g).fingerprint  # data, not the name
+    described = fs.describe()
+    assert described["num_gallery"] == 7 and described["source_kind"] == "synthetic"
+    with pytest.raises(ValueError, match="unknown protocol"):
+        check_protocol("nope")
