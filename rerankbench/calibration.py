@@ -87,7 +87,8 @@ def solve_monotone(f, target: float, low: float, high: float, tolerance: float, 
     return x, value, result
 
 
-def fit(dataset: TwinDataset, probe: Probe | None = None, steps: int = 7, log=print) -> TwinDataset:
+def fit(dataset: TwinDataset, probe: Probe | None = None, steps: int = 7, bracket=VIEW_SHARE_BRACKET,
+        log=print) -> TwinDataset:
     """The dataset with its model's noise and view_share fitted to the paper's baseline.
 
     Outer: bisection on the view share, its direction read off the bracket's low end; where
@@ -117,7 +118,7 @@ def fit(dataset: TwinDataset, probe: Probe | None = None, steps: int = 7, log=pr
             f"cmc1={metrics['cmc1']:.2f}/{target['cmc1']} {other}={metrics[other]:.2f}/{target[other]}")
         return math.exp(log_noise), metrics
 
-    low, high = VIEW_SHARE_BRACKET
+    low, high = bracket
     best = None
     rising = None  # does the second metric rise with the view share? read off the low end
     for _ in range(steps + 1):
@@ -135,7 +136,7 @@ def fit(dataset: TwinDataset, probe: Probe | None = None, steps: int = 7, log=pr
         else:
             low = share
     if best is None:
-        raise RuntimeError(f"{dataset.name}: no view share in {VIEW_SHARE_BRACKET} reaches CMC@1 {target['cmc1']}")
+        raise RuntimeError(f"{dataset.name}: no view share in {bracket} reaches CMC@1 {target['cmc1']}")
     return dataclasses.replace(dataset, model=model(best[1], best[2]))
 
 

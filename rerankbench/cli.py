@@ -93,13 +93,11 @@ def _run(args) -> int:
     options = RunOptions(args.results, args.scale, args.seed, args.dim, args.device, args.threads, args.time_limit,
                          args.memory_limit, args.force, args.features, args.protocol, not args.no_progress)
     try:
-        run_benchmark(dataset_names, [(name, params[name]) for name in method_names], options, args.trials)
+        records = run_benchmark(dataset_names, [(name, params[name]) for name in method_names], options, args.trials)
     except KeyboardInterrupt:
         print(f"\ninterrupted: every finished record is kept in {ResultsStore(args.results).path}; "
               "run the same command again to resume", file=sys.stderr)
         return 130
-    records = [r for r in ResultsStore(args.results).records()
-               if r["dataset"] in dataset_names and r["method"] in method_names]
     print(markdown_table(records))
     return 0
 

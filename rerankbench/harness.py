@@ -43,24 +43,27 @@ class RunOptions:
 
 def run_benchmark(dataset_names: list[str], methods: list[tuple[str, dict]], options: RunOptions,
                   trials: int = 1, log=print) -> list[dict]:
-    """Run every cell that has no record yet; returns the records written by this call."""
+    """Run every cell that has no record yet; returns the newest record of every cell asked for
+    (written now, or found in the store)."""
     store = ResultsStore(options.results)
     device = resolve_device(options.device)
-    written = []
+    keys = []
     for dataset in dataset_names:
         request = DataRequest(dataset, options.scale, options.seed, options.dim, options.features_file,
                               options.protocol, options.cache_dir, options.show_progress)
         fs = request.load()
         cells = [Cell(fs.name, name, params, trial) for name, params in methods for trial in range(trials)]
         done = set() if options.force else store.finished()
-        pending = [c for c in cells if identity(c, fs, str(device), options.seed)["cell"] not in done]
+        cell_keys = [identity(c, fs, str(device), options.seed)["cell"] for c in cells]
+        keys += cell_keys
+        pending = [c for c, key in zip(cells, cell_keys) if key not in done]
         if len(pending) < len(cells):
             log(f"{fs.name}: {len(cells) - len(pending)} cell(s) already in {store.path}, skipped (--force reruns them)")
         for record in _run_cells(request, fs, pending, device, options):
             store.append(record)
-            written.append(record)
             log(_describe(record))
-    return written
+    newest = {record["cell"]: record for record in store.records() if "cell" in record}
+    return [newest[key] for key in keys if key in newest]
 
 
 def _run_cells(request, fs, cells, device, options):
@@ -86,11 +89,9 @@ def _run_cells(request, fs, cells, device, options):
                 if kind == "record":
                     yield payload
                     continue
-                if kind == "late":  # finished, but over the limit: the worker is still good
-                    yield failed_record(cell, fs, device, options.seed, payload, shared=summary)
-                    continue
                 yield failed_record(cell, fs, device, options.seed, payload, shared=summary)
-                break  # the worker is gone: start another for the rest
+                if kind != "late":  # finished over the limit leaves a good worker; else it is gone
+                    break
             else:
                 ours.send(("stop",))
                 worker.join(timeout=30)
@@ -107,8 +108,9 @@ def _wait(worker, connection, time_limit, memory_limit_mb) -> tuple[str, object]
         if connection.poll(0.2):
             try:
                 message = connection.recv()
-            except EOFError:
-                continue
+            except EOFError:  # the worker closed its end: it is gone
+                worker.join(timeout=5)
+                return "died", _death(worker.exitcode)
             if time_limit is not None and time.monotonic() - start > time_limit:
                 return "late", f"out of time: over the {time_limit:g} s limit"
             return message

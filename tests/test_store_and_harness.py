@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -123,9 +124,9 @@ def test_harness_rerun_skips_then_force_reruns(first_run):
     results, written, _ = first_run
     log = []
     again = run_benchmark(["market1501"], METHODS, RunOptions(results=str(results), **OPTIONS), log=log.append)
-    assert again == []
+    assert again == json.loads(json.dumps(written))  # the stored records of the cells asked for
     assert any("skipped" in line for line in log)
-    assert len(ResultsStore(results).records()) == 2
+    assert len(ResultsStore(results).records()) == 2  # nothing new written
     # a new parameter value is a new cell; force reruns the old ones too
     forced = run_benchmark(["market1501"], METHODS + [("aqe", {"k": 3})],
                            RunOptions(results=str(results), force=True, **OPTIONS), log=lambda _: None)
@@ -159,3 +160,25 @@ def test_harness_memory_limit_gives_failed_records(tmp_path):
         assert record["status"] == "failed"
         assert "memory" in record["error"]
         assert record["map"] is None
+
+
+def test_wait_reports_a_worker_that_dies_without_answering():
+    import multiprocessing
+    import os
+    import signal
+
+    from rerankbench.harness import _wait
+
+    context = multiprocessing.get_context("spawn")
+    for target, args, expected in [(os._exit, (3,), "worker exited with status 3"),
+                                   (time.sleep, (30,), "worker killed by SIGKILL")]:
+        ours, theirs = context.Pipe()
+        worker = context.Process(target=target, args=args)
+        worker.start()
+        if target is time.sleep:
+            os.kill(worker.pid, signal.SIGKILL)
+        theirs.close()
+        kind, message = _wait(worker, ours, time_limit=20, memory_limit_mb=None)
+        worker.join()
+        assert kind == "died"
+        assert message.startswith(expected)
