@@ -10,4 +10,5 @@ from rerankbench.twin import TwinDataset
 DATASETS = [TwinDataset(
     name="msmt17", title="MSMT17", reference="Wei et al., CVPR 2018",
     train=SplitCounts(1041, 30248, 15), query=SplitCounts(3060, 11659, 15), gallery=SplitCounts(3060, 82161, 15),
-    model=TwinModel(noise=1.0, view_share=0.3))]
+    # noise and view_share: fitted by `python -m rerankbench calibrate --fit` (docs/calibration.md)
+    model=TwinModel(noise=0.9955, view_share=0.8422))]

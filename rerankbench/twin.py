@@ -38,6 +38,7 @@ class TwinDataset:
     protocol: str = "market"
     distractors: int = 0
     k_override: int | None = None
+    train_model: TwinModel | None = None  # default: model.for_train(); one per family where test sets share a train split
 
     def load(self, scale: float = 1.0, seed: int = 0, dim: int = 2048, with_train: bool = False,
              cache_dir: str | Path | None = None, show_progress: bool = False) -> FeatureSet:
@@ -57,6 +58,11 @@ class TwinDataset:
                 _write(folder, name, split)
         return FeatureSet(self.name, splits["query"], splits["gallery"], self.protocol, source,
                           splits.get("train"), self.k_override)
+
+    @property
+    def family(self) -> str:
+        """The dataset a test set belongs to ("veriwild" for veriwild_small): they share its train split."""
+        return self.name.partition("_")[0]
 
     def test_layout(self, scale: float, seed: int) -> tuple[Layout, np.ndarray, np.ndarray]:
         """The test split's layout and which of its rows are queries and which gallery."""
@@ -81,8 +87,9 @@ class TwinDataset:
             for split, rows in (("query", query_rows), ("gallery", gallery_rows)):
                 made[split] = Split(features[rows], test.ids[rows], None if test.cams[0] < 0 else test.cams[rows])
         if "train" in splits:
-            train = split_layout(self.train.scaled(scale), seed, f"{self.name}/train")
-            made["train"] = Split(train.features(self.model.for_train(), seed, dim, show_progress),
+            train = split_layout(self.train.scaled(scale), seed, f"{self.family}/train")
+            model = self.train_model or self.model.for_train()
+            made["train"] = Split(train.features(model, seed, dim, show_progress),
                                   train.ids, None if train.cams[0] < 0 else train.cams)
         return made
 
