@@ -56,8 +56,10 @@ def scores_from_ranks(match_ranks: np.ndarray) -> tuple[float, float, float, int
             float(len(r) / r[-1]), int(r[0]))
 
 
-def score_queries(distance_blocks, query_ids, gallery_ids, query_cams=None, gallery_cams=None) -> QueryScores:
-    """Per-query scores from (row offset, distance block) pairs covering all M queries in order."""
+def score_queries(distance_blocks, query_ids, gallery_ids, query_cams=None, gallery_cams=None,
+                  work_bytes: int = 64 << 20) -> QueryScores:
+    """Per-query scores from (row offset, distance block) pairs covering all M queries in order;
+    each block is scored in pieces of about `work_bytes` of distances."""
     gallery_ids_t = torch.as_tensor(np.asarray(gallery_ids, dtype=np.int64))
     gallery_cams_t = None if gallery_cams is None else torch.as_tensor(np.asarray(gallery_cams, dtype=np.int64))
     query_ids = np.asarray(query_ids, dtype=np.int64)
@@ -67,11 +69,12 @@ def score_queries(distance_blocks, query_ids, gallery_ids, query_cams=None, gall
         if offset != expected or block.shape[1] != len(gallery_ids):
             raise ValueError(f"distance block at row {offset} of shape {block.shape} does not continue the "
                              f"{expected} rows scored so far over {len(gallery_ids)} gallery items")
-        step = block_rows(len(block), len(gallery_ids), budget_bytes=64 << 20)
+        step = block_rows(len(block), len(gallery_ids), budget_bytes=work_bytes)
         for start in range(0, len(block), step):
-            rows = slice(offset + start, offset + start + step)
+            piece = np.ascontiguousarray(block[start:start + step], dtype=np.float32)
+            rows = slice(offset + start, offset + start + len(piece))
             parts.append(_score_block(
-                torch.from_numpy(np.ascontiguousarray(block[start:start + step], dtype=np.float32)),
+                torch.from_numpy(piece),
                 torch.as_tensor(query_ids[rows]), gallery_ids_t,
                 None if query_cams is None else torch.as_tensor(query_cams[rows]), gallery_cams_t))
         expected = offset + len(block)

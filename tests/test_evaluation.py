@@ -249,7 +249,8 @@ def plain_summary(cols, official=False):
 
 @pytest.mark.parametrize("quantised", [False, True])
 @pytest.mark.parametrize("with_cams", [True, False])
-def test_matches_plain_loop_on_random_input(quantised, with_cams):
+@pytest.mark.parametrize("piece_rows", [None, 7])  # 7: blocks are scored in pieces that do not divide them
+def test_matches_plain_loop_on_random_input(quantised, with_cams, piece_rows):
     rng = np.random.default_rng(11 + quantised + 2 * with_cams)
     m, n = 200, 1500
     g_ids = rng.integers(-1, 30, n)  # -1 junk, 0 distractor, 1..29 identities
@@ -264,7 +265,8 @@ def test_matches_plain_loop_on_random_input(quantised, with_cams):
         d = rng.random((m, n), dtype=np.float32)
     cuts = [0, 1, 38, 39, 150, 200]
     blocks = [(a, d[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
-    s = score_queries(iter(blocks), q_ids, g_ids, q_cams, g_cams)
+    work = {} if piece_rows is None else {"work_bytes": 4 * n * piece_rows}
+    s = score_queries(iter(blocks), q_ids, g_ids, q_cams, g_cams, **work)
     num, first, ap, trap, inp = plain_scores(d, q_ids, g_ids, q_cams, g_cams)
     assert (num > 0).sum() > 150 and (num == 0).any()  # the case has valid and invalid queries
     np.testing.assert_array_equal(s.num_matches, num)
