@@ -12,10 +12,10 @@ r_1 < ... < r_P among the remaining items:
     AP_trapezoid = (1/P) sum_k ((k-1)/(r_k-1) + k/r_k) / 2, with (k-1)/(r_k-1) = 1 at r_k = 1
                                                  (Market-1501's official compute_AP.m)
 
-The ranks are found without sorting a row: for each remaining non-match item, the number
-of true matches strictly closer (torch.searchsorted against the sorted match distances)
-gives how many such items precede each match, so r_k = k + #(non-matches closer than the
-k-th match). A query where a non-match ties a match exactly is ranked by a stable sort.
+Only the items no farther than a query's hardest true match can change any rank, so a row is
+never sorted whole: the true matches are found through an identity -> gallery index, and
+only the items at or below the hardest match's distance are stably sorted (by distance, then
+gallery index), which gives exact ranks with ties resolved as a stable sort would.
 """
 from __future__ import annotations
 
@@ -56,74 +56,99 @@ def scores_from_ranks(match_ranks: np.ndarray) -> tuple[float, float, float, int
             float(len(r) / r[-1]), int(r[0]))
 
 
+class _Gallery:
+    """Gallery identities and cameras, with its items grouped by identity."""
+
+    def __init__(self, ids, cams):
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.cams = None if cams is None else np.asarray(cams, dtype=np.int64)
+        self.order = np.argsort(self.ids, kind="stable")
+        self.sorted_ids = self.ids[self.order]
+        self.column_bits = max(1, int(len(self.ids) - 1).bit_length())  # a gallery index in a sort key
+        self.max_rows = 1 << (64 - 32 - self.column_bits)  # rows of a piece, so (row, distance, index) fits 64 bits
+
+    def true_matches(self, query_ids, query_cams) -> tuple[np.ndarray, np.ndarray]:
+        """(B x P) gallery indices of each query's identity, and which are true matches
+        (identity >= 0, and another camera where there are cameras)."""
+        start = np.searchsorted(self.sorted_ids, query_ids, "left")
+        stop = np.searchsorted(self.sorted_ids, query_ids, "right")
+        width = max(int((stop - start).max(initial=0)), 1)
+        position = start[:, None] + np.arange(width)
+        inside = position < stop[:, None]
+        members = self.order[np.minimum(position, len(self.order) - 1)]
+        valid = inside & (query_ids >= 0)[:, None]
+        if self.cams is not None:
+            valid &= self.cams[members] != query_cams[:, None]
+        return members, valid
+
+
 def score_queries(distance_blocks, query_ids, gallery_ids, query_cams=None, gallery_cams=None,
                   work_bytes: int = 64 << 20) -> QueryScores:
     """Per-query scores from (row offset, distance block) pairs covering all M queries in order;
     each block is scored in pieces of about `work_bytes` of distances."""
-    gallery_ids_t = torch.as_tensor(np.asarray(gallery_ids, dtype=np.int64))
-    gallery_cams_t = None if gallery_cams is None else torch.as_tensor(np.asarray(gallery_cams, dtype=np.int64))
+    gallery = _Gallery(gallery_ids, gallery_cams)
     query_ids = np.asarray(query_ids, dtype=np.int64)
     query_cams = None if query_cams is None else np.asarray(query_cams, dtype=np.int64)
     parts, expected = [], 0
     for offset, block in distance_blocks:
-        if offset != expected or block.shape[1] != len(gallery_ids):
+        if offset != expected or block.shape[1] != len(gallery.ids):
             raise ValueError(f"distance block at row {offset} of shape {block.shape} does not continue the "
-                             f"{expected} rows scored so far over {len(gallery_ids)} gallery items")
-        step = block_rows(len(block), len(gallery_ids), budget_bytes=work_bytes)
+                             f"{expected} rows scored so far over {len(gallery.ids)} gallery items")
+        step = min(block_rows(len(block), len(gallery.ids), budget_bytes=work_bytes), gallery.max_rows)
         for start in range(0, len(block), step):
             piece = np.ascontiguousarray(block[start:start + step], dtype=np.float32)
             rows = slice(offset + start, offset + start + len(piece))
-            parts.append(_score_block(
-                torch.from_numpy(piece),
-                torch.as_tensor(query_ids[rows]), gallery_ids_t,
-                None if query_cams is None else torch.as_tensor(query_cams[rows]), gallery_cams_t))
+            parts.append(_score_piece(piece, query_ids[rows], None if query_cams is None else query_cams[rows], gallery))
         expected = offset + len(block)
     if expected != len(query_ids):
         raise ValueError(f"distances cover {expected} queries, the feature set has {len(query_ids)}")
     return QueryScores.concatenate(parts)
 
 
-def _score_block(d, q_ids, g_ids, q_cams, g_cams) -> QueryScores:
-    rows = d.shape[0]
-    same_id = q_ids[:, None] == g_ids[None, :]
-    junk = (g_ids < 0)[None, :].expand_as(same_id)
+def _sortable_bits(values: np.ndarray) -> np.ndarray:
+    """uint64 holding a uint32 that orders like the float32 values (IEEE 754 bit trick)."""
+    bits = (values.astype(np.float32) + np.float32(0.0)).view(np.uint32)  # + 0.0 turns -0.0 into 0.0
+    negative = bits >> np.uint32(31) == 1
+    return np.where(negative, ~bits, bits | np.uint32(1 << 31)).astype(np.uint64)
+
+
+def _score_piece(d: np.ndarray, q_ids: np.ndarray, q_cams, gallery: _Gallery) -> QueryScores:
+    """Scores of the queries of one piece of distances.
+
+    Each candidate item (no farther than its query's hardest true match) gets the key
+    (query row, distance, gallery index) packed in a uint64, which orders items exactly as a
+    stable sort of the row would. The true matches' keys are sorted; every candidate non-match
+    is placed among them with searchsorted; then rank(match) = k + (non-matches before it).
+    """
+    rows = len(d)
+    members, valid = gallery.true_matches(q_ids, q_cams)
+    num_matches = valid.sum(1)
+    hardest = np.where(valid, np.take_along_axis(d, members, 1), -np.inf).max(1)
+    row, col = (t.numpy() for t in torch.nonzero(torch.from_numpy(d) <= torch.from_numpy(hardest)[:, None], as_tuple=True))
+    ids = gallery.ids[col]
+    same = ids == q_ids[row]
+    junk = ids < 0
     if q_cams is not None:
-        junk = junk | (same_id & (q_cams[:, None] == g_cams[None, :]))
-    match = same_id & ~junk & (q_ids >= 0)[:, None]
-    negative = ~same_id & ~junk
-    num_matches = match.sum(1)
-    out = {name: np.zeros(rows) for name in ("ap", "ap_trapezoid", "inp")}
+        junk |= same & (gallery.cams[col] == q_cams[row])
+    shift = np.uint64(gallery.column_bits)
+    key = (row.astype(np.uint64) << (np.uint64(32) + shift)) | (_sortable_bits(d[row, col]) << shift) | col.astype(np.uint64)
+    match_key = np.sort(key[same & ~junk])
+    match_row = (match_key >> (np.uint64(32) + shift)).astype(np.int64)
+    negative = ~same & ~junk
+    closer = np.cumsum(np.bincount(np.searchsorted(match_key, key[negative]), minlength=len(match_key) + 1))
+    earlier_rows = np.concatenate([[0], np.cumsum(np.bincount(row[negative], minlength=rows))])[:rows]
+    k = np.arange(1, len(match_key) + 1) - np.searchsorted(match_row, match_row)  # 1-based, within the query
+    rank = (k + closer[:len(match_key)] - earlier_rows[match_row]).astype(np.float64)
+    count = np.maximum(num_matches, 1)
+    previous = np.where(rank > 1, (k - 1) / np.maximum(rank - 1, 1), 1.0)
+    ap = np.bincount(match_row, k / rank, minlength=rows) / count
+    ap_trapezoid = np.bincount(match_row, (previous + k / rank) / 2, minlength=rows) / count
     first_rank = np.zeros(rows, dtype=np.int64)
-    width = int(num_matches.max()) if rows else 0
-    if width == 0:
-        return QueryScores(num_matches.numpy(), first_rank, out["ap"], out["ap_trapezoid"], out["inp"])
-
-    match_d = torch.topk(torch.where(match, d, torch.inf), width, dim=1, largest=False, sorted=True).values
-    closer_matches = torch.searchsorted(match_d, d)  # matches strictly closer than each item
-    ties = negative & (closer_matches < num_matches[:, None]) & (
-        match_d.gather(1, closer_matches.clamp(max=width - 1)) == d)
-    tied = ties.any(1)
-
-    flat = (torch.arange(rows)[:, None] * (width + 1) + closer_matches)[negative]
-    before = torch.bincount(flat, minlength=rows * (width + 1)).view(rows, width + 1)[:, :width].cumsum(1)
-    k = torch.arange(1, width + 1, dtype=torch.float64)
-    ranks = (k + before).double()
-    valid_k = k[None, :] <= num_matches[:, None]
-    count = num_matches.double().clamp(min=1)
-    out["ap"] = torch.where(valid_k, k / ranks, 0).sum(1) / count
-    previous = torch.where(ranks > 1, (k - 1) / (ranks - 1).clamp(min=1), 1.0)
-    out["ap_trapezoid"] = torch.where(valid_k, (previous + k / ranks) / 2, 0).sum(1) / count
-    last = (num_matches - 1).clamp(min=0)[:, None]
-    out["inp"] = num_matches.double() / ranks.gather(1, last).squeeze(1)
-    out = {name: torch.where(num_matches > 0, value, 0).numpy() for name, value in out.items()}
-    first_rank = torch.where(num_matches > 0, ranks[:, 0], 0).long().numpy()
-
-    for row in torch.nonzero(tied).flatten().tolist():  # exact stable sort where a tie decides
-        order = np.argsort(d[row].numpy(), kind="stable")
-        kept = order[~junk[row].numpy()[order]]
-        match_ranks = ranks_from_match_flags(match[row].numpy()[kept])
-        out["ap"][row], out["ap_trapezoid"][row], out["inp"][row], first_rank[row] = scores_from_ranks(match_ranks)
-    return QueryScores(num_matches.numpy(), first_rank, out["ap"], out["ap_trapezoid"], out["inp"])
+    first_rank[match_row[k == 1]] = rank[k == 1]
+    last = k == num_matches[match_row]
+    inp = np.zeros(rows)
+    inp[match_row[last]] = k[last] / rank[last]
+    return QueryScores(num_matches, first_rank, ap, ap_trapezoid, inp)
 
 
 def summarise(scores: QueryScores, official: bool = False, cmc_ranks=(1, 5, 10)) -> dict:

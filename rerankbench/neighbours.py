@@ -34,8 +34,8 @@ class KnnGraph:
 
 
 def euclidean_from_similarity(similarity: torch.Tensor) -> torch.Tensor:
-    """||a - b|| = sqrt(max(2 - 2 a.b, 0)) for unit vectors a, b."""
-    return (2.0 - 2.0 * similarity).clamp_(min=0.0).sqrt_()
+    """||a - b|| = sqrt(max(2 - 2 a.b, 0)) for unit vectors a, b; computed in place."""
+    return similarity.mul_(-2.0).add_(2.0).clamp_(min=0.0).sqrt_()
 
 
 def block_rows(total: int, columns: int, budget_bytes: int = 512 << 20) -> int:

@@ -74,11 +74,15 @@ class SharedSteps:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp.npy")
             matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(rows), len(columns)))
-        gallery = x[torch.as_tensor(columns, device=self.device)]
+        gallery = _take(x, columns)
         step = block_rows(len(rows), len(columns))
         for lo in progress(range(0, len(rows), step), "distances", self.show_progress):
-            block = x[torch.as_tensor(rows[lo:lo + step], device=self.device)] @ gallery.T
-            matrix[lo:lo + step] = euclidean_from_similarity(block).cpu().numpy()
+            query = _take(x, rows[lo:lo + step])
+            if self.device.type == "cpu":  # straight into the output: no temporaries
+                block = torch.mm(query, gallery.T, out=torch.from_numpy(matrix[lo:lo + step]))
+                euclidean_from_similarity(block)
+            else:
+                matrix[lo:lo + step] = euclidean_from_similarity(query @ gallery.T).cpu().numpy()
         seconds = time.perf_counter() - start
         self.timings["distances"] = {"seconds": seconds, "cached": False}
         if path is not None:
@@ -120,6 +124,13 @@ class SharedSteps:
     def summary(self) -> dict:
         """Timings of the steps done so far (compute seconds, and whether they came from the cache)."""
         return {name: dict(value) for name, value in self.timings.items()}
+
+
+def _take(x: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+    """x[rows]: a view where the rows are one contiguous run, a copy otherwise."""
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and (np.diff(rows) == 1).all():
+        return x[int(rows[0]):int(rows[-1]) + 1]
+    return x[torch.as_tensor(rows, device=x.device)]
 
 
 def _write_json(path: Path, data: dict) -> None:
