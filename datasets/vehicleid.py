@@ -16,10 +16,13 @@ def _test_set(size: str, ids: int, queries: int, noise: float, view_share: float
     return TwinDataset(
         name=f"vehicleid_{size}", title=f"VehicleID ({size})", reference="Liu et al., CVPR 2016",
         train=TRAIN, query=SplitCounts(ids, queries), gallery=SplitCounts(ids, ids), protocol="vehicleid",
-        k_override=4, model=TwinModel(noise=noise, view_share=view_share, views=2, camera_shift=0.0))
+        k_override=4, model=TwinModel(noise=noise, view_share=view_share, views=2, camera_shift=0.0),
+        train_model=TRAIN_MODEL)
 
 
-# noise and view_share: fitted by `python -m rerankbench calibrate --fit` (docs/calibration.md)
+# noise and view_share: fitted by `python -m rerankbench calibrate --fit` (docs/calibration.md);
+# the three test sets share one train split, made from the large test set's model.
+TRAIN_MODEL = TwinModel(noise=1.6613, view_share=0.6375, views=2, camera_shift=0.0).for_train()
 DATASETS = [_test_set("small", 800, 5693, noise=1.8797, view_share=0.425),
             _test_set("medium", 1600, 11777, noise=1.6165, view_share=0.6375),
             _test_set("large", 2400, 17377, noise=1.6613, view_share=0.6375)]

@@ -11,12 +11,17 @@ from rerankbench.twin import TwinDataset
 TRAIN = SplitCounts(30671, 277797, 173)
 
 
-def _test_set(size: str, ids: int, query_cams: int, gallery_images: int, gallery_cams: int) -> TwinDataset:
+def _test_set(size: str, ids: int, query_cams: int, gallery_images: int, gallery_cams: int,
+              noise: float, view_share: float) -> TwinDataset:
     return TwinDataset(
         name=f"veriwild_{size}", title=f"VERI-Wild ({size})", reference="Lou et al., CVPR 2019",
         train=TRAIN, query=SplitCounts(ids, ids, query_cams), gallery=SplitCounts(ids, gallery_images, gallery_cams),
-        model=TwinModel(noise=1.0, view_share=0.3))
+        model=TwinModel(noise=noise, view_share=view_share), train_model=TRAIN_MODEL)
 
 
-DATASETS = [_test_set("small", 3000, 105, 38861, 146), _test_set("medium", 5000, 113, 64389, 153),
-            _test_set("large", 10000, 126, 128517, 161)]
+# noise and view_share: fitted by `python -m rerankbench calibrate --fit` (docs/calibration.md);
+# the three test sets share one train split, made from the large test set's model.
+TRAIN_MODEL = TwinModel(noise=1.0534, view_share=0.7875).for_train()
+DATASETS = [_test_set("small", 3000, 105, 38861, 146, noise=0.8725, view_share=0.7703),
+            _test_set("medium", 5000, 113, 64389, 153, noise=0.95, view_share=0.78),
+            _test_set("large", 10000, 126, 128517, 161, noise=1.0534, view_share=0.7875)]
