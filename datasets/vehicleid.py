@@ -21,8 +21,9 @@ def _test_set(size: str, ids: int, queries: int, noise: float, view_share: float
 
 
 # noise and view_share: fitted by `python -m rerankbench calibrate --fit` (docs/calibration.md);
-# the three test sets share one train split, made from the large test set's model.
-TRAIN_MODEL = TwinModel(noise=1.6613, view_share=0.6375, views=2, camera_shift=0.0).for_train()
+# the three test sets share one train split, made from the large test set's model as it is: the
+# paper's backbone underfits this dataset's large training set (Table VI), so it is not easier.
+TRAIN_MODEL = TwinModel(noise=1.6613, view_share=0.6375, views=2, camera_shift=0.0)
 DATASETS = [_test_set("small", 800, 5693, noise=1.8797, view_share=0.425),
             _test_set("medium", 1600, 11777, noise=1.6165, view_share=0.6375),
             _test_set("large", 2400, 17377, noise=1.6613, view_share=0.6375)]

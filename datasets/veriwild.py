@@ -19,9 +19,11 @@ def _test_set(size: str, ids: int, query_cams: int, gallery_images: int, gallery
         model=TwinModel(noise=noise, view_share=view_share), train_model=TRAIN_MODEL)
 
 
-# noise and view_share: fitted by `python -m rerankbench calibrate --fit` (docs/calibration.md);
-# the three test sets share one train split, made from the large test set's model.
-TRAIN_MODEL = TwinModel(noise=1.0534, view_share=0.7875).for_train()
+# noise and view_share: fitted by `python -m rerankbench calibrate --fit` for small and large;
+# medium's lie between them (interpolated, then checked: docs/calibration.md). The three test
+# sets share one train split, made from the large test set's model as it is: the paper's backbone
+# underfits this dataset's large training set (Table VI), so its train split is not easier.
+TRAIN_MODEL = TwinModel(noise=1.0534, view_share=0.7875)
 DATASETS = [_test_set("small", 3000, 105, 38861, 146, noise=0.8725, view_share=0.7703),
             _test_set("medium", 5000, 113, 64389, 153, noise=0.95, view_share=0.78),
             _test_set("large", 10000, 126, 128517, 161, noise=1.0534, view_share=0.7875)]
