@@ -12,10 +12,10 @@ r_1 < ... < r_P among the remaining items:
     AP_trapezoid = (1/P) sum_k ((k-1)/(r_k-1) + k/r_k) / 2, with (k-1)/(r_k-1) = 1 at r_k = 1
                                                  (Market-1501's official compute_AP.m)
 
-Only the items no farther than a query's hardest true match can change any rank, so a row is
-never sorted whole: the true matches are found through an identity -> gallery index, and
-only the items at or below the hardest match's distance are stably sorted (by distance, then
-gallery index), which gives exact ranks with ties resolved as a stable sort would.
+Rows are never sorted. Only the items no farther than a query's hardest true match can change
+any rank; the true matches are found through an identity -> gallery index, and each other
+item up to the hardest match is placed among them by a (row, distance, gallery index) key,
+so r_k = k + (non-matches before the k-th match), with ties resolved as a stable sort would.
 """
 from __future__ import annotations
 
@@ -40,20 +40,6 @@ class QueryScores:
     @staticmethod
     def concatenate(parts: list["QueryScores"]) -> "QueryScores":
         return QueryScores(*(np.concatenate([getattr(p, f) for p in parts]) for f in QueryScores.__dataclass_fields__))
-
-
-def ranks_from_match_flags(matches: np.ndarray) -> np.ndarray:
-    """1-based ranks of the true matches in an already ranked, junk-free row of flags."""
-    return np.flatnonzero(matches) + 1
-
-
-def scores_from_ranks(match_ranks: np.ndarray) -> tuple[float, float, float, int]:
-    """(AP, AP_trapezoid, INP, first rank) from the sorted 1-based ranks of P >= 1 matches."""
-    k = np.arange(1, len(match_ranks) + 1, dtype=np.float64)
-    r = match_ranks.astype(np.float64)
-    previous = np.where(r > 1, (k - 1) / np.maximum(r - 1, 1), 1.0)
-    return (float(np.mean(k / r)), float(np.mean((previous + k / r) / 2)),
-            float(len(r) / r[-1]), int(r[0]))
 
 
 class _Gallery:
