@@ -23,6 +23,37 @@ class Distances(Protocol):
         ...
 
 
+def contiguous(rows: np.ndarray) -> slice | None:
+    """rows as a slice when they are one increasing run (a, a+1, ..., b), else None."""
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and (np.diff(rows) == 1).all():
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return None
+
+
+def take_rows(x: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+    """x[rows]: a view where the rows are one contiguous run, a copy otherwise."""
+    run = contiguous(rows)
+    return x[run] if run is not None else x[torch.as_tensor(rows, device=x.device)]
+
+
+def euclidean_blocks(features: torch.Tensor, query_rows: np.ndarray, gallery_rows: np.ndarray,
+                     out: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(offset, block) of ||x_q - x_g|| for unit rows x, in query blocks. With `out` (an M x N
+    float32 array) each block is written into it -- on CPU multiplied straight into it."""
+    gallery = take_rows(features, gallery_rows)
+    step = block_rows(len(query_rows), len(gallery_rows))
+    for lo in range(0, len(query_rows), step):
+        query = take_rows(features, query_rows[lo:lo + step])
+        if out is not None and features.device.type == "cpu":
+            block = euclidean_from_similarity(torch.mm(query, gallery.T, out=torch.from_numpy(out[lo:lo + step])))
+            yield lo, block.numpy()
+            continue
+        block = euclidean_from_similarity(query @ gallery.T).cpu().numpy()
+        if out is not None:
+            out[lo:lo + step] = block
+        yield lo, block
+
+
 class FeatureDistances:
     """d(i, j) = ||x_i - x_j|| for L2-normalised rows x (the baseline distance).
 
@@ -33,12 +64,7 @@ class FeatureDistances:
         self.features = features
 
     def blocks(self, query_rows, gallery_rows):
-        device = self.features.device
-        gallery = self.features[torch.as_tensor(gallery_rows, device=device)]
-        step = block_rows(len(query_rows), len(gallery_rows))
-        for start in range(0, len(query_rows), step):
-            rows = torch.as_tensor(query_rows[start:start + step], device=device)
-            yield start, euclidean_from_similarity(self.features[rows] @ gallery.T).cpu().numpy()
+        return euclidean_blocks(self.features, query_rows, gallery_rows)
 
 
 class PrecomputedDistances:
@@ -55,11 +81,11 @@ class PrecomputedDistances:
         rows = self.row_position[query_rows]
         if (columns < 0).any() or (rows < 0).any():
             raise IndexError("asked for distances of rows that were not precomputed")
-        contiguous = bool(len(columns)) and (np.diff(columns) == 1).all()
+        run = contiguous(columns)
         step = block_rows(len(rows), len(columns))
         for start in range(0, len(rows), step):
             block = self.matrix[rows[start:start + step]]
-            yield start, np.ascontiguousarray(block[:, columns[0]:columns[-1] + 1] if contiguous else block[:, columns])
+            yield start, np.ascontiguousarray(block[:, run] if run is not None else block[:, columns])
 
 
 def materialise(distances: Distances, query_rows: np.ndarray, gallery_rows: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ def methods() -> dict[str, type[Reranker]]:
         for value in vars(importlib.import_module(f"{package.__name__}.{module.name}")).values():
             if isinstance(value, type) and issubclass(value, Reranker) and "name" in vars(value):
                 found[value.name] = value
-    return dict(sorted(found.items(), key=lambda item: METHOD_ORDER.index(item[0]) if item[0] in METHOD_ORDER else 99))
+    return dict(sorted(found.items(), key=lambda item: rank_in(METHOD_ORDER, item[0])))
 
 
 @lru_cache(maxsize=None)
@@ -33,12 +33,17 @@ def datasets() -> dict[str, TwinDataset]:
     for module in pkgutil.iter_modules(package.__path__):
         for dataset in getattr(importlib.import_module(f"{package.__name__}.{module.name}"), "DATASETS", []):
             found[dataset.name] = dataset
-    return dict(sorted(found.items(), key=lambda item: DATASET_ORDER.index(item[0]) if item[0] in DATASET_ORDER else 99))
+    return dict(sorted(found.items(), key=lambda item: rank_in(DATASET_ORDER, item[0])))
 
 
 METHOD_ORDER = ["baseline", "aqe", "alpha_qe", "k_reciprocal", "alpha_qe_k_reciprocal", "sca", "ecn", "gnn", "acp"]
 DATASET_ORDER = ["market1501", "dukemtmc", "msmt17", "veri776", "veriwild_small", "veriwild_medium",
                  "veriwild_large", "vehicleid_small", "vehicleid_medium", "vehicleid_large"]
+
+
+def rank_in(order: list[str], name: str) -> tuple[int, str]:
+    """Sort key: the paper's order (METHOD_ORDER, DATASET_ORDER), then other names alphabetically."""
+    return (order.index(name) if name in order else len(order), name)
 
 
 def method(name: str, **params) -> Reranker:

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .distances import PrecomputedDistances
+from .distances import PrecomputedDistances, euclidean_blocks
 from .featureset import FeatureSet
-from .neighbours import KnnGraph, block_rows, build_knn_graph, euclidean_from_similarity
+from .neighbours import KnnGraph, build_knn_graph
 from .progress import progress
 from .protocols import candidate_rows
 
@@ -74,15 +74,8 @@ class SharedSteps:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp.npy")
             matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(rows), len(columns)))
-        gallery = _take(x, columns)
-        step = block_rows(len(rows), len(columns))
-        for lo in progress(range(0, len(rows), step), "distances", self.show_progress):
-            query = _take(x, rows[lo:lo + step])
-            if self.device.type == "cpu":  # straight into the output: no temporaries
-                block = torch.mm(query, gallery.T, out=torch.from_numpy(matrix[lo:lo + step]))
-                euclidean_from_similarity(block)
-            else:
-                matrix[lo:lo + step] = euclidean_from_similarity(query @ gallery.T).cpu().numpy()
+        for _ in progress(euclidean_blocks(x, rows, columns, out=matrix), "distances", self.show_progress):
+            pass
         seconds = time.perf_counter() - start
         self.timings["distances"] = {"seconds": seconds, "cached": False}
         if path is not None:
@@ -124,13 +117,6 @@ class SharedSteps:
     def summary(self) -> dict:
         """Timings of the steps done so far (compute seconds, and whether they came from the cache)."""
         return {name: dict(value) for name, value in self.timings.items()}
-
-
-def _take(x: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
-    """x[rows]: a view where the rows are one contiguous run, a copy otherwise."""
-    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and (np.diff(rows) == 1).all():
-        return x[int(rows[0]):int(rows[-1]) + 1]
-    return x[torch.as_tensor(rows, device=x.device)]
 
 
 def _write_json(path: Path, data: dict) -> None:

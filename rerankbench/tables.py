@@ -1,14 +1,12 @@
 """Tables generated from the stored records, never edited by hand."""
 from __future__ import annotations
 
-from .registry import DATASET_ORDER, METHOD_ORDER
+from .registry import DATASET_ORDER, METHOD_ORDER, rank_in
 
 
 def _order(record: dict):
-    def position(order, name):
-        return order.index(name) if name in order else len(order)
-    return (position(DATASET_ORDER, record["dataset"]), record["dataset"], position(METHOD_ORDER, record["method"]),
-            record["method"], str(record["params"]), record.get("trial", 0))
+    return (rank_in(DATASET_ORDER, record["dataset"]), rank_in(METHOD_ORDER, record["method"]),
+            str(record["params"]), record.get("trial", 0))
 
 
 def latest(records: list[dict]) -> list[dict]:
