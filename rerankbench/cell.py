@@ -49,11 +49,10 @@ def prepare(shared: SharedSteps, cells: list[Cell]) -> dict:
     reset_peak_rss()
     fs = shared.fs
     instances = [cell.instance() for cell in cells]
-    k = max((m.neighbours_needed(fs) for m in instances), default=0)
-    if k:
-        shared.knn_graph(k)
-    if any(m.uses_distances for m in instances):
-        shared.query_gallery_distances()
+    # the largest k and the distances first, so that one pass over X X^T makes both
+    shared.build(max((m.neighbours_needed(fs) for m in instances), default=0), any(m.uses_distances for m in instances))
+    for instance in instances:
+        instance.prepare(shared)
     return {"steps": shared.summary(), "peak_rss_mb": peak_rss_mb()}
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import registry
 from .featureset import FeatureError
@@ -54,9 +55,26 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--output", default="results/benchmarks")
 
+    reference = commands.add_parser("compare-reference",
+                                    help="k-reciprocal against the public reference implementation (writes results/benchmarks/)")
+    reference.add_argument("--reference", required=True, metavar="FILE",
+                           help="re_ranking_ranklist.py from a checkout of zhunzhong07/person-re-ranking")
+    reference.add_argument("--dataset", default="market1501")
+    reference.add_argument("--scale", type=float, default=1.0)
+    reference.add_argument("--output", default="results/benchmarks")
+    _results_option(reference)
+
+    scale_report = commands.add_parser("scale-report", help="time and peak RSS of every method and twin, from the records")
+    scale_report.add_argument("--methods", default="all")
+    scale_report.add_argument("--scale", type=float, default=1.0)
+    scale_report.add_argument("--output", default="results/benchmarks/full_scale.md")
+    scale_report.add_argument("--run-command", default=None, help="the run command the records came from (quoted in the report)")
+    _results_option(scale_report)
+
     args = parser.parse_args(argv)
     try:
-        commands = {"run": _run, "list": _list, "table": _table, "calibrate": _calibrate, "benchmark": _benchmark}
+        commands = {"run": _run, "list": _list, "table": _table, "calibrate": _calibrate, "benchmark": _benchmark,
+                    "compare-reference": _compare_reference, "scale-report": _scale_report}
         return commands[args.command](args)
     except (ValueError, FeatureError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -129,4 +147,18 @@ def _calibrate(args) -> int:
 def _benchmark(args) -> int:
     from .benchmark import run
     run(args.dataset, args.scale, args.k, args.device, args.output)
+    return 0
+
+
+def _compare_reference(args) -> int:
+    from .reference_comparison import compare
+    compare(args.reference, args.dataset, args.scale, str(Path(args.results) / "cache"), args.output)
+    return 0
+
+
+def _scale_report(args) -> int:
+    from .scale_report import write_report
+    methods = registry.select(args.methods, registry.methods(), "method")
+    command = args.run_command or f"python -m rerankbench run --methods {args.methods} --datasets all --scale {args.scale:g}"
+    print(write_report(ResultsStore(args.results).records(), args.output, command, args.scale, methods))
     return 0

@@ -50,6 +50,11 @@ class Reranker:
         """How many neighbours per row (self included) `rerank` reads from the shared kNN graph."""
         return 0
 
+    def prepare(self, shared) -> None:
+        """Do the shared, cacheable steps `rerank` needs, before it is timed: the kNN graph, the
+        query-gallery distances, and for methods on derived features their shared steps."""
+        shared.build(self.neighbours_needed(shared.fs), self.uses_distances)
+
     def rerank(self, shared) -> Distances:  # shared: rerankbench.shared.SharedSteps
         raise NotImplementedError
 

@@ -4,7 +4,9 @@ Every method and every parameter value of a sweep reuses: the L2-normalised X = 
 the chosen device, the exact kNN graph over X (neighbours.py) and the distances between
 every candidate query row and gallery row (protocols.candidate_rows). Each step is timed
 apart (`timings`) and, given a cache folder, written to disk so that later runs and other
-processes load it instead of computing it again.
+processes load it instead of computing it again. A method that re-ranks derived features
+(alpha-QE + k-reciprocal works on alpha-QE-expanded X) gets the same steps over them from
+`derived`, built once per label and reported in the summary under that label.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import json
 import time
 from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -33,6 +36,7 @@ class SharedSteps:
         self.timings: dict[str, dict] = {}
         self._graph: KnnGraph | None = None
         self._distances: PrecomputedDistances | None = None
+        self.children: dict[str, SharedSteps] = {}
 
     @cached_property
     def features(self) -> torch.Tensor:
@@ -42,6 +46,25 @@ class SharedSteps:
         x /= x.norm(dim=1, keepdim=True)  # in place: one copy of X
         self.timings["normalise"] = {"seconds": time.perf_counter() - start}
         return x
+
+    def build(self, k: int, with_distances: bool) -> None:
+        """Make or load the kNN graph for k (if k) and, if asked, the query-gallery distances;
+        when both must be computed they come from one pass over X X^T."""
+        k = min(k, len(self.features))
+        if k and (self._graph is None or self._graph.k < k):
+            self._graph = self._load_graph(k) or self._graph
+        graph_missing = k and (self._graph is None or self._graph.k < k)
+        if graph_missing and with_distances and self._distances is None and not self._distances_path_exists():
+            rows, columns = candidate_rows(self.fs)
+            matrix, tmp = self._new_distances(rows, columns)
+            self._graph = self._build_graph(k, keep=(rows, columns, matrix))
+            self.timings["distances"] = {"seconds": 0.0, "cached": False, "with_knn_graph": True}
+            self._distances = PrecomputedDistances(self._store_distances(matrix, tmp, 0.0), rows, columns)
+            return
+        if k:
+            self.knn_graph(k)
+        if with_distances:
+            self.query_gallery_distances()
 
     def knn_graph(self, k: int) -> KnnGraph:
         """kNN(i, k) for every row i of X (self first); built once for the largest k asked."""
@@ -55,48 +78,56 @@ class SharedSteps:
         memory-mapped from the cache when there is one)."""
         if self._distances is None:
             rows, columns = candidate_rows(self.fs)
-            path = None if self.folder is None else self.folder / "distances.npy"
-            if path is not None and path.exists():
+            if self._distances_path_exists():
                 start = time.perf_counter()
+                path = self.folder / "distances.npy"
                 matrix = np.load(path, mmap_mode="r")
                 self.timings["distances"] = {**_read_json(path), "cached": True, "load_seconds": time.perf_counter() - start}
             else:
-                matrix = self._compute_distances(rows, columns, path)
+                start = time.perf_counter()
+                matrix, tmp = self._new_distances(rows, columns)
+                for _ in progress(euclidean_blocks(self.features, rows, columns, out=matrix), "distances", self.show_progress):
+                    pass
+                seconds = time.perf_counter() - start
+                self.timings["distances"] = {"seconds": seconds, "cached": False}
+                matrix = self._store_distances(matrix, tmp, seconds)
             self._distances = PrecomputedDistances(matrix, rows, columns)
         return self._distances
 
-    def _compute_distances(self, rows: np.ndarray, columns: np.ndarray, path: Path | None) -> np.ndarray:
-        start = time.perf_counter()
-        x = self.features
-        if path is None:
-            matrix = np.empty((len(rows), len(columns)), dtype=np.float32)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npy")
-            matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(rows), len(columns)))
-        for _ in progress(euclidean_blocks(x, rows, columns, out=matrix), "distances", self.show_progress):
-            pass
-        seconds = time.perf_counter() - start
-        self.timings["distances"] = {"seconds": seconds, "cached": False}
-        if path is not None:
-            matrix.flush()
-            del matrix
-            tmp.replace(path)
-            _write_json(path, {"seconds": seconds})
-            matrix = np.load(path, mmap_mode="r")
-        return matrix
+    def _distances_path_exists(self) -> bool:
+        return self.folder is not None and (self.folder / "distances.npy").exists()
 
-    def _build_graph(self, k: int) -> KnnGraph:
+    def _new_distances(self, rows: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, Path | None]:
+        """An M x N float32 array to fill: in memory, or a memory map beside the cache."""
+        if self.folder is None:
+            return np.empty((len(rows), len(columns)), dtype=np.float32), None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / "distances.tmp.npy"
+        return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(rows), len(columns))), tmp
+
+    def _store_distances(self, matrix: np.ndarray, tmp: Path | None, seconds: float) -> np.ndarray:
+        if tmp is None:
+            return matrix
+        matrix.flush()
+        del matrix
+        path = self.folder / "distances.npy"
+        tmp.replace(path)
+        _write_json(path, {"seconds": seconds})
+        return np.load(path, mmap_mode="r")
+
+    def _build_graph(self, k: int, keep=None) -> KnnGraph:
         x = self.features
         start = time.perf_counter()
-        graph = build_knn_graph(x, k, self.show_progress)
+        graph = build_knn_graph(x, k, self.show_progress, keep)
         seconds = time.perf_counter() - start
         self.timings["knn_graph"] = {"seconds": seconds, "k": k, "cached": False}
+        if keep is not None:
+            self.timings["knn_graph"]["with_distances"] = True
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
             path = self.folder / f"knn-{k}.npz"
             tmp = self.folder / f"knn-{k}.tmp.npz"
-            np.savez(tmp, indices=graph.indices, distances=graph.distances)
+            np.savez(tmp, indices=graph.indices, distances=graph.distances, farthest=graph.farthest)
             tmp.replace(path)
             _write_json(path, {"seconds": seconds, "k": k})
         return graph
@@ -109,14 +140,30 @@ class SharedSteps:
             if size >= k:
                 start = time.perf_counter()
                 with np.load(path) as data:
-                    graph = KnnGraph(data["indices"], data["distances"])
+                    if "farthest" not in data:  # written by an older version
+                        continue
+                    graph = KnnGraph(data["indices"], data["distances"], data["farthest"])
                 self.timings["knn_graph"] = {**_read_json(path), "cached": True, "load_seconds": time.perf_counter() - start}
                 return graph
         return None
 
+    def derived(self, label: str, make: Callable[["SharedSteps"], torch.Tensor]) -> "SharedSteps":
+        """The shared steps over features made from these by `make` (unit rows, T x D), made once
+        per label; their kNN graph and distances are cached under the label."""
+        if label not in self.children:
+            child = SharedSteps(self.fs, str(self.device), None, self.show_progress)
+            child.folder = None if self.folder is None else self.folder / label
+            start = time.perf_counter()
+            child.__dict__["features"] = make(self)  # fills the cached property
+            child.timings["derive"] = {"seconds": time.perf_counter() - start}
+            self.children[label] = child
+        return self.children[label]
+
     def summary(self) -> dict:
-        """Timings of the steps done so far (compute seconds, and whether they came from the cache)."""
-        return {name: dict(value) for name, value in self.timings.items()}
+        """Timings of the steps done so far (compute seconds, and whether they came from the
+        cache), with those of derived features under their label."""
+        return {**{name: dict(value) for name, value in self.timings.items()},
+                **{label: child.summary() for label, child in self.children.items()}}
 
 
 def _write_json(path: Path, data: dict) -> None:

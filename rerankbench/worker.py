@@ -7,6 +7,9 @@ worker -> harness ("ready", shared summary), ("record", dict) or ("fatal", messa
 """
 from __future__ import annotations
 
+import ctypes
+import signal
+import sys
 import traceback
 
 import torch
@@ -18,6 +21,7 @@ from .shared import SharedSteps
 
 def serve(connection, request: DataRequest, cells: list[Cell], device: str, seed: int, threads: int | None,
           show_progress: bool) -> None:
+    _exit_with_parent()
     if threads:
         torch.set_num_threads(threads)
     try:
@@ -33,3 +37,13 @@ def serve(connection, request: DataRequest, cells: list[Cell], device: str, seed
         if message[0] == "stop":
             return
         connection.send(("record", run_cell(message[1], shared, seed, summary)))
+
+
+def _exit_with_parent() -> None:
+    """Ask Linux to kill this worker when the harness dies (Ctrl-C, kill), so that no orphan
+    keeps computing; elsewhere the worker ends at its next message instead."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass

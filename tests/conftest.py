@@ -58,6 +58,34 @@ def assert_distances_close(got, want):
     assert not bad.any(), f"{int(bad.sum())} distances differ, e.g. {got[bad][:3]} vs {want[bad][:3]}"
 
 
+def plain_knn(x: np.ndarray, k: int) -> np.ndarray:
+    """kNN(i, k) over the rows of x (unit rows, float64): i itself first, then by decreasing
+    cosine similarity (= increasing Euclidean distance), ties by smaller index."""
+    s = x @ x.T
+    np.fill_diagonal(s, np.inf)
+    return np.argsort(-s, axis=1, kind="stable")[:, :k]
+
+
+def clustered_set(seed=0):
+    """~1050 rows in 16-d with identity clusters, exact duplicates and a few -1/0 labels.
+
+    The clusters overlap enough (spread 0.9) that no two rows share their whole kNN set: with
+    tight clusters AQE maps such rows to one feature, their float32 distance is rounding noise
+    (sqrt(2 - 2 cos) cannot resolve below ~3e-4) and the ranking among them is arbitrary."""
+    fs = make_featureset(num_query=150, num_gallery=900, dim=16, num_ids=60, seed=seed, clustered=True, spread=0.9)
+    q, g = fs.query, fs.gallery
+    gf, g_ids = g.features.copy(), g.ids.copy()
+    gf[100:104] = gf[5]  # exact duplicates (ties in every row's ranking)
+    g_ids[100:104] = g_ids[5]
+    g_ids[200:210] = -1  # junk
+    g_ids[300:320] = 0  # distractors
+    return FeatureSet("clustered", q, Split(gf, g_ids, g.cams))
+
+
+def random_set(seed=1):
+    return make_featureset(num_query=100, num_gallery=500, dim=32, num_ids=40, seed=seed)
+
+
 @pytest.fixture(scope="session")
 def market_twin():
     from rerankbench import registry

@@ -92,10 +92,11 @@ def test_features_file_run_prints_table(capsys, tmp_path):
                          "--no-progress")
     assert code == 0, err
     rows = [line for line in out.splitlines() if line.startswith("| myfeats ")]
-    assert [row.split("|")[2].strip() for row in rows] == ["baseline", "aqe", "alpha_qe"]
+    everything = ["baseline", "aqe", "alpha_qe", "k_reciprocal", "alpha_qe_k_reciprocal", "sca", "ecn", "gnn"]
+    assert [row.split("|")[2].strip() for row in rows] == everything
     assert "(twin)" not in out
     records = ResultsStore(results).records()
-    assert [r["status"] for r in records] == ["ok"] * 3
+    assert [r["status"] for r in records] == ["ok"] * len(everything)
     assert records[0]["dataset_info"]["source_kind"] == "file"
     assert records[0]["synthetic"] is False
     # the baseline's numbers: those of plain Euclidean distances of the normalised features
@@ -168,7 +169,7 @@ def test_list(capsys):
         assert any(line.split() and line.split()[0] == name for line in lines), name
     for name in registry.datasets():
         assert any(line.split() and line.split()[0] == name for line in lines), name
-    assert len(registry.methods()) == 3 and len(registry.datasets()) == 10
+    assert len(registry.methods()) == 8 and len(registry.datasets()) == 10
     (aqe,) = [line for line in lines if line.split() and line.split()[0] == "aqe"]
     assert "k=N/C" in aqe
     (vid,) = [line for line in lines if line.split() and line.split()[0] == "vehicleid_small"]

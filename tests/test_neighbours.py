@@ -34,8 +34,18 @@ def _with_duplicates(seed=0, rows=60, dim=8):
     return plain_normalise(x).astype(np.float32)
 
 
+@pytest.fixture(params=[None, 16, 7], ids=["one-block", "blocks-of-16", "blocks-of-7"])
+def block_side(request, monkeypatch):
+    """Square blocks of X X^T of this side (None: the default, one block for these sizes), so
+    that the running merge of candidates across blocks and the transposed updates are tested."""
+    import rerankbench.neighbours
+    if request.param:
+        monkeypatch.setattr(rerankbench.neighbours, "GRAPH_BLOCK_BYTES", 4 * request.param ** 2)
+    return request.param
+
+
 @pytest.mark.parametrize("k", [1, 2, 4, 7, 60])
-def test_knn_graph_matches_brute_force(k):
+def test_knn_graph_matches_brute_force(k, block_side):
     x = _with_duplicates()
     graph = build_knn_graph(torch.from_numpy(x), k)
     want_idx, want_d = brute_force_knn(x.astype(np.float64), k)
@@ -46,7 +56,7 @@ def test_knn_graph_matches_brute_force(k):
     assert graph.k == k
 
 
-def test_duplicates_come_in_index_order():
+def test_duplicates_come_in_index_order(block_side):
     # hand-worked: row 3 has exact copies 10, 25, 41 (distance 0): kNN(3, 4) = [3, 10, 25, 41],
     # kNN(25, 4) = [25, 3, 10, 41] (self first, then the copies by index)
     x = _with_duplicates()
@@ -60,7 +70,7 @@ def test_duplicates_come_in_index_order():
     assert graph.indices[33, 1] == 0 and graph.indices[0, 1] == 33
 
 
-def test_many_exact_ties_break_by_index():
+def test_many_exact_ties_break_by_index(block_side):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(60, 8))
     x[::2] = x[0]  # rows 0, 2, 4, ..., 58: thirty exact copies
@@ -70,7 +80,7 @@ def test_many_exact_ties_break_by_index():
     assert graph.indices[4].tolist() == [4, 0, 2, 6, 8]
 
 
-def test_k_larger_than_rows_is_clipped():
+def test_k_larger_than_rows_is_clipped(block_side):
     x = _with_duplicates(rows=60)
     graph = build_knn_graph(torch.from_numpy(x), 100)
     assert graph.indices.shape == (60, 60)
@@ -78,8 +88,24 @@ def test_k_larger_than_rows_is_clipped():
         assert sorted(row.tolist()) == list(range(60))
 
 
+def test_farthest_and_kept_distances(block_side):
+    # farthest[i] = max_j ||x_i - x_j||; keep=(rows, columns, out) writes those distances from
+    # the same products, for contiguous and for scattered rows and columns
+    x = _with_duplicates(rows=60)[:50]
+    d = plain_euclidean(x.astype(np.float64), x.astype(np.float64))
+    rows, columns = np.arange(5, 20), np.arange(20, 50)
+    scattered_rows, scattered_columns = np.array([1, 40, 3, 22]), np.array([0, 2, 30, 31, 49])
+    out = np.zeros((len(rows), len(columns)), np.float32)
+    graph = build_knn_graph(torch.from_numpy(x), 6, keep=(rows, columns, out))
+    np.testing.assert_allclose(graph.farthest, d.max(1), atol=1e-5)
+    assert_distances_close(out, d[np.ix_(rows, columns)])
+    out = np.zeros((4, 5), np.float32)
+    build_knn_graph(torch.from_numpy(x), 6, keep=(scattered_rows, scattered_columns, out))
+    assert_distances_close(out, d[np.ix_(scattered_rows, scattered_columns)])
+
+
 def test_truncated():
-    graph = KnnGraph(np.arange(12).reshape(3, 4), np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4))
+    graph = KnnGraph(np.arange(12).reshape(3, 4), np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4), np.ones(3, np.float32))
     small = graph.truncated(2)
     assert small.k == 2
     np.testing.assert_array_equal(small.indices, [[0, 1], [4, 5], [8, 9]])
@@ -172,3 +198,24 @@ def test_vehicleid_shared_distances_cover_all_rows():
     x = plain_normalise(fs.stacked())
     full = materialise(shared.query_gallery_distances(), np.arange(30), np.arange(30))
     assert_distances_close(full, plain_euclidean(x, x))
+
+
+@pytest.mark.parametrize("protocol", ["market", "vehicleid"])
+def test_build_makes_graph_and_distances_in_one_pass(tmp_path, protocol, block_side):
+    fs = make_featureset(num_query=40, num_gallery=200, dim=8, seed=3, protocol=protocol)
+    rows = np.arange(240) if protocol == "vehicleid" else np.arange(40)
+    columns = np.arange(240) if protocol == "vehicleid" else np.arange(40, 240)
+    fused = SharedSteps(fs, cache_dir=tmp_path)
+    fused.build(10, True)
+    assert fused.timings["knn_graph"]["with_distances"] and fused.timings["distances"]["with_knn_graph"]
+    apart = SharedSteps(fs)
+    np.testing.assert_array_equal(fused.knn_graph(10).indices, apart.knn_graph(10).indices)
+    np.testing.assert_array_equal(fused.knn_graph(10).farthest, apart.knn_graph(10).farthest)
+    want = plain_euclidean(plain_normalise(fs.stacked())[rows], plain_normalise(fs.stacked())[columns])
+    assert_distances_close(materialise(fused.query_gallery_distances(), rows, columns), want)
+    assert_distances_close(materialise(apart.query_gallery_distances(), rows, columns), want)
+    again = SharedSteps(fs, cache_dir=tmp_path)  # both come back from the cache
+    again.build(10, True)
+    assert again.timings["knn_graph"]["cached"] and again.timings["distances"]["cached"]
+    np.testing.assert_array_equal(materialise(again.query_gallery_distances(), rows, columns),
+                                  materialise(fused.query_gallery_distances(), rows, columns))

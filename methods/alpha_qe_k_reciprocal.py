@@ -1,0 +1,38 @@
+"""alpha-QE + k-reciprocal: k-reciprocal re-ranking (k1, k2, lambda) of the alpha-QE-expanded
+features x' = normalise(sum_{j in kNN(i, k)} max(x_i . x_j, 0)^alpha x_j) (the paper's
+combined baseline; see methods/alpha_qe.py and methods/k_reciprocal.py for the formulas).
+
+The expanded features need a kNN graph and query-gallery distances of their own: they are
+shared steps of the expanded set (`SharedSteps.derived`), built before the method is timed,
+cached, and reused by every k1 / k2 / lambda of a sweep.
+"""
+from rerankbench.expansion import expand
+from rerankbench.methods.k_reciprocal import KReciprocal
+from rerankbench.reranker import DATA_DEPENDENT, Reranker
+
+
+class AlphaQeKReciprocal(Reranker):
+    name = "alpha_qe_k_reciprocal"
+    defaults = {"k": DATA_DEPENDENT, "alpha": 3.0, **KReciprocal.defaults}
+
+    def neighbours_needed(self, fs):
+        return self.resolved(fs)["k"]
+
+    def prepare(self, shared):
+        super().prepare(shared)
+        reranker, expanded = self._parts(shared)
+        reranker.prepare(expanded)
+
+    def rerank(self, shared):
+        reranker, expanded = self._parts(shared)
+        return reranker.rerank(expanded)
+
+    def _parts(self, shared):
+        params = self.resolved(shared.fs)
+        k, alpha = params["k"], params["alpha"]
+        reranker = KReciprocal(**{key: params[key] for key in KReciprocal.defaults})
+        reranker.resolved(shared.fs)  # check the parameters before any work
+
+        def alpha_qe(parent):
+            return expand(parent.features, parent.knn_graph(k), k, lambda s: s.clamp(min=0) ** alpha)
+        return reranker, shared.derived(f"alpha_qe-k{k}-alpha{alpha:g}", alpha_qe)

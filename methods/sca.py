@@ -1,0 +1,34 @@
+"""SCA: Sparse Contextual Activation (Bai & Bai, "Sparse Contextual Activation for Efficient
+Visual Re-ranking", TIP 2016); reference: SongBaiHust/Sparse-Contextual-Activation SCA_demo.m.
+
+d(i, j) = e(i, j) / max_l e(i, l), e the Euclidean distance of unit features (not squared)
+f_i[j]  = exp(-d(i, j)) / sum_{l in kNN(i, k1)} exp(-d(i, l))  for j in kNN(i, k1)  (self included)
+f_i    <- sum_{j in kNN(i, k2)} f_j                          (local enhancement: a sum, not a mean)
+dist    = 1 - S / (2 k2 - S),  S = sum_j min(f_p[j], f_g[j])  (1 where supports do not meet)
+Parameters: k1 = N/C in the paper's table (4 in the demo), k2 = 2 (the demo's).
+"""
+import torch
+
+from rerankbench.contextual import OverlapDistances
+from rerankbench.reranker import DATA_DEPENDENT, Reranker
+from rerankbench.sparse_rows import SparseRows
+
+
+class SparseContextualActivation(Reranker):
+    name = "sca"
+    defaults = {"k1": DATA_DEPENDENT, "k2": 2}
+
+    def neighbours_needed(self, fs):
+        params = self.resolved(fs)
+        return max(params["k1"], params["k2"])
+
+    def rerank(self, shared):
+        params = self.resolved(shared.fs)
+        k1, k2 = params["k1"], params["k2"]
+        total = len(shared.features)
+        knn, distance, farthest = shared.knn_graph(max(k1, k2)).tensors(shared.device)
+        f = SparseRows.from_neighbours(knn[:, :k1], torch.exp(-(distance[:, :k1] / farthest[:, None])))
+        f = f.scale_rows(1.0 / f.row_sums())
+        if k2 != 1:
+            f = f.combine_rows(knn[:, :k2], torch.ones(total, k2, device=shared.device))
+        return OverlapDistances([(f, f, "min")], lambda overlap, base, rows: 1.0 - overlap / (2.0 * k2 - overlap))
