@@ -59,7 +59,8 @@ class SharedSteps:
             matrix, tmp = self._new_distances(rows, columns)
             self._graph = self._build_graph(k, keep=(rows, columns, matrix))
             self.timings["distances"] = {"seconds": 0.0, "cached": False, "with_knn_graph": True}
-            self._distances = PrecomputedDistances(self._store_distances(matrix, tmp, 0.0), rows, columns)
+            self._distances = PrecomputedDistances(self._store_distances(matrix, tmp, {"seconds": 0.0, "with_knn_graph": True}),
+                                                   rows, columns)
             return
         if k:
             self.knn_graph(k)
@@ -90,7 +91,7 @@ class SharedSteps:
                     pass
                 seconds = time.perf_counter() - start
                 self.timings["distances"] = {"seconds": seconds, "cached": False}
-                matrix = self._store_distances(matrix, tmp, seconds)
+                matrix = self._store_distances(matrix, tmp, {"seconds": seconds})
             self._distances = PrecomputedDistances(matrix, rows, columns)
         return self._distances
 
@@ -105,14 +106,14 @@ class SharedSteps:
         tmp = self.folder / "distances.tmp.npy"
         return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(rows), len(columns))), tmp
 
-    def _store_distances(self, matrix: np.ndarray, tmp: Path | None, seconds: float) -> np.ndarray:
+    def _store_distances(self, matrix: np.ndarray, tmp: Path | None, meta: dict) -> np.ndarray:
         if tmp is None:
             return matrix
         matrix.flush()
         del matrix
         path = self.folder / "distances.npy"
         tmp.replace(path)
-        _write_json(path, {"seconds": seconds})
+        _write_json(path, meta)
         return np.load(path, mmap_mode="r")
 
     def _build_graph(self, k: int, keep=None) -> KnnGraph:
