@@ -55,15 +55,6 @@ def euclidean_blocks(features: torch.Tensor, query_rows: np.ndarray, gallery_row
         yield lo, block
 
 
-def pair_distances(features: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, piece: int = 1 << 16) -> torch.Tensor:
-    """||x_rows[e] - x_cols[e]|| for each pair e, from the difference itself: exact to float
-    rounding near 0 too, where sqrt(2 - 2 x.y) in float32 is off by up to ~5e-4 (duplicates)."""
-    out = torch.empty(len(rows), dtype=features.dtype, device=features.device)
-    for lo in range(0, len(rows), piece):
-        out[lo:lo + piece] = torch.linalg.vector_norm(features[rows[lo:lo + piece]] - features[cols[lo:lo + piece]], dim=1)
-    return out
-
-
 class FeatureDistances:
     """d(i, j) = ||x_i - x_j|| for L2-normalised rows x (the baseline distance).
 

@@ -53,6 +53,15 @@ BLOCK_BYTES = 512 << 20  # one float32 block of products
 GRAPH_BLOCK_BYTES = 64 << 20  # one square block of X X^T in the kNN graph (side 4096)
 
 
+def pair_distances(features: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, piece: int = 1 << 16) -> torch.Tensor:
+    """||x_rows[e] - x_cols[e]|| for each pair e, from the difference itself: exact to float
+    rounding near 0 too, where sqrt(2 - 2 x.y) in float32 is off by up to ~5e-4 (duplicates)."""
+    out = torch.empty(len(rows), dtype=features.dtype, device=features.device)
+    for lo in range(0, len(rows), piece):
+        out[lo:lo + piece] = torch.linalg.vector_norm(features[rows[lo:lo + piece]] - features[cols[lo:lo + piece]], dim=1)
+    return out
+
+
 def block_rows(total: int, columns: int, budget_bytes: int = BLOCK_BYTES) -> int:
     """Rows per block so that one (rows x columns) float32 block stays within budget."""
     return int(max(1, min(total, budget_bytes // (4 * max(columns, 1)))))
@@ -109,7 +118,7 @@ def build_knn_graph(features: torch.Tensor, k: int, show_progress: bool = False,
     close[:, 0] = False
     row, column = torch.nonzero(close, as_tuple=True)
     distance = euclidean_from_similarity(values)
-    distance[row, column] = torch.linalg.vector_norm(features[row] - features[candidates[row, column]], dim=1)
+    distance[row, column] = pair_distances(features, row, candidates[row, column])
     return KnnGraph(candidates.cpu().numpy(), distance.cpu().numpy(), euclidean_from_similarity(lowest).cpu().numpy())
 
 
@@ -149,7 +158,6 @@ def lookup_distances(features: torch.Tensor, knn: torch.Tensor, distances: torch
                      cols: torch.Tensor) -> torch.Tensor:
     """||x_r - x_c|| for pairs (r, c): read from the kNN graph (knn, distances as tensors) where
     c is among r's neighbours, computed from the rows of `features` otherwise."""
-    from .distances import pair_distances
     total = len(knn)
     by_index, order = torch.sort(knn, dim=1)  # row-major keys r * T + c are then sorted
     keys = (torch.arange(total, device=knn.device)[:, None] * total + by_index).flatten()
