@@ -12,6 +12,8 @@ from rerankbench.reranker import DATA_DEPENDENT, Reranker
 
 class AlphaQueryExpansion(Reranker):
     name = "alpha_qe"
+    title = "αQE"
+    aliases = {"k1": "k"}  # the neighbourhood size the paper calls k1
     defaults = {"k": DATA_DEPENDENT, "alpha": 3.0}
 
     def neighbours_needed(self, fs):

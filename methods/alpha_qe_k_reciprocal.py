@@ -13,6 +13,7 @@ from rerankbench.reranker import DATA_DEPENDENT, Reranker
 
 class AlphaQeKReciprocal(Reranker):
     name = "alpha_qe_k_reciprocal"
+    title = "αQE + k-reciprocal"
     defaults = {"k": DATA_DEPENDENT, "alpha": 3.0, **KReciprocal.defaults}
 
     def neighbours_needed(self, fs):

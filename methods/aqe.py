@@ -13,6 +13,8 @@ from rerankbench.reranker import DATA_DEPENDENT, Reranker
 
 class AverageQueryExpansion(Reranker):
     name = "aqe"
+    title = "AQE"
+    aliases = {"k1": "k"}  # the neighbourhood size the paper calls k1
     defaults = {"k": DATA_DEPENDENT}
 
     def neighbours_needed(self, fs):

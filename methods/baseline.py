@@ -4,6 +4,7 @@ from rerankbench.reranker import Reranker
 
 class Baseline(Reranker):
     name = "baseline"
+    title = "Baseline"
     defaults = {}
     uses_distances = True
 

@@ -19,6 +19,7 @@ from rerankbench.sparse_rows import SparseRows
 
 class ExpandedCrossNeighbourhood(Reranker):
     name = "ecn"
+    title = "ECN"
     defaults = {"k": 25, "t": 3, "q": 8}
     uses_distances = True
 

@@ -20,6 +20,7 @@ from rerankbench.sparse_rows import SparseRows
 
 class GnnReranking(Reranker):
     name = "gnn"
+    title = "GNN"
     defaults = {"k1": DATA_DEPENDENT, "k2": 7}
 
     def neighbours_needed(self, fs):

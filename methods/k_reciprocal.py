@@ -25,6 +25,7 @@ CONVENTIONS = {"euclidean": 2, "squared": 4}  # d = (e / max e) ** power
 
 class KReciprocal(Reranker):
     name = "k_reciprocal"
+    title = "k-reciprocal"
     defaults = {"k1": DATA_DEPENDENT, "k2": 6, "lambda": 0.3, "distance": "euclidean"}
     uses_distances = True
 

@@ -16,6 +16,7 @@ from rerankbench.sparse_rows import SparseRows
 
 class SparseContextualActivation(Reranker):
     name = "sca"
+    title = "SCA"
     defaults = {"k1": DATA_DEPENDENT, "k2": 2}
 
     def neighbours_needed(self, fs):

@@ -32,10 +32,12 @@ class Cell:
 
 def identity(cell: Cell, fs: FeatureSet, device: str, seed: int) -> dict:
     """The fields that name a cell in its record, finished or failed."""
-    params = cell.instance().resolved(fs)
+    instance = cell.instance()
+    params = instance.resolved(fs)
     return {"cell": cell_key(fs.fingerprint, cell.dataset, cell.method, params, cell.trial, device),
             "dataset": cell.dataset, "dataset_info": fs.describe(), "synthetic": fs.synthetic,
-            "method": cell.method, "params": params, "trial": cell.trial, "seed": seed}
+            "method": cell.method, "params": params, "overrides": {key: params[key] for key in instance.overrides},
+            "trial": cell.trial, "seed": seed}
 
 
 def failed_record(cell: Cell, fs: FeatureSet, device: torch.device, seed: int, error: str, **extra) -> dict:

@@ -1,7 +1,8 @@
-"""Command line: python -m rerankbench {run,list,table,calibrate,benchmark} ... (--help for each)."""
+"""Command line: python -m rerankbench {run,sweep,list,table,plot,report,export,...} (--help for each)."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from .harness import RunOptions, run_benchmark
 from .loading import features_file_name
 from .protocols import PROTOCOLS
 from .store import ResultsStore
+from .sweep import parse_values, sweep_cells
 from .tables import markdown_table
 
 
@@ -19,28 +21,35 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run methods on datasets and store the records")
-    run.add_argument("--methods", default="all", help="comma list of methods, or 'all' (see 'list')")
-    run.add_argument("--datasets", default="all", help="comma list of test sets or families ('veriwild'), or 'all'")
-    run.add_argument("--scale", type=float, default=0.1, help="fraction of each twin's full size (default 0.1)")
-    run.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    run.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE", help="override a parameter")
-    run.add_argument("--features", metavar="FILE.npz", help="run on your own features (keys qf, gf, q_ids, g_ids, q_cams, g_cams)")
-    run.add_argument("--protocol", choices=PROTOCOLS, help="evaluation protocol (default: the dataset's own)")
-    run.add_argument("--trials", type=int, default=1, help="repetitions of each cell (timing)")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--dim", type=int, default=2048, help="feature dimension of the twins")
-    run.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    run.add_argument("--time-limit", type=float, metavar="SECONDS", help="a cell over this becomes a failed record")
-    run.add_argument("--memory-limit", type=float, metavar="MB", help="a cell whose RSS exceeds this becomes a failed record")
-    run.add_argument("--force", action="store_true", help="re-run cells that already have a record")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
-    _results_option(run)
+    _run_options(run, methods="all")
+
+    sweep = commands.add_parser("sweep", help="run methods over a range of one parameter (records as 'run' writes them)")
+    sweep.add_argument("--param", required=True, help="the parameter, e.g. k1 (AQE's and alpha-QE's k), k2, lambda")
+    sweep.add_argument("--values", required=True, help="START:STOP[:STEP] (inclusive) or a comma list, e.g. 1:60")
+    _run_options(sweep, methods="baseline,aqe,alpha_qe,k_reciprocal")
 
     listing = commands.add_parser("list", help="registered methods and datasets, with their defaults")
     listing.add_argument("--scale", type=float, default=1.0, help="scale at which to report the twins' sizes")
 
-    table = commands.add_parser("table", help="a Markdown table of the stored records")
+    table = commands.add_parser("table", help="the paper's Table V from the stored records (default parameters)")
+    table.add_argument("--format", choices=["md", "latex", "csv"], default="md")
+    table.add_argument("--paper", action="store_true", help="the paper's numbers and our difference beside ours")
+    table.add_argument("--records", action="store_true", help="instead: every record, one row each")
     _results_option(table)
+
+    plot = commands.add_parser("plot", help="the sensitivity plots (Figs. 10-12) of the sweeps in the stored records")
+    plot.add_argument("--output", help="folder for the figures (default: RESULTS/figures)")
+    _results_option(plot)
+
+    report = commands.add_parser("report", help="regenerate every table and plot under the results folder")
+    _results_option(report)
+
+    export = commands.add_parser("export", help="copy chosen records into a new record set folder, and report on it")
+    export.add_argument("--output", required=True, metavar="DIR", help="the new set, e.g. results/full_scale")
+    export.add_argument("--methods", default="all")
+    export.add_argument("--datasets", default="all")
+    export.add_argument("--scale", type=float, help="only twins at this scale")
+    _results_option(export)
 
     calibrate = commands.add_parser("calibrate", help="fit the twins to the paper's baseline, or check them")
     calibrate.add_argument("--fit", action="store_true", help="search each twin's noise and quality spread")
@@ -64,21 +73,36 @@ def main(argv: list[str] | None = None) -> int:
     reference.add_argument("--output", default="results/benchmarks")
     _results_option(reference)
 
-    scale_report = commands.add_parser("scale-report", help="time and peak RSS of every method and twin, from the records")
-    scale_report.add_argument("--methods", default="all")
-    scale_report.add_argument("--scale", type=float, default=1.0)
-    scale_report.add_argument("--output", default="results/benchmarks/full_scale.md")
-    scale_report.add_argument("--run-command", default=None, help="the run command the records came from (quoted in the report)")
-    _results_option(scale_report)
-
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["python", "-m", "rerankbench", *argv])  # stored in the records
     try:
-        commands = {"run": _run, "list": _list, "table": _table, "calibrate": _calibrate, "benchmark": _benchmark,
-                    "compare-reference": _compare_reference, "scale-report": _scale_report}
+        commands = {"run": _run, "sweep": _run, "list": _list, "table": _table, "plot": _plot, "report": _report,
+                    "export": _export, "calibrate": _calibrate, "benchmark": _benchmark,
+                    "compare-reference": _compare_reference}
         return commands[args.command](args)
     except (ValueError, FeatureError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _run_options(parser, methods: str) -> None:
+    parser.add_argument("--methods", default=methods, help=f"comma list of methods, or 'all' (default {methods}; see 'list')")
+    parser.add_argument("--datasets", default="all", help="comma list of test sets or families ('veriwild'), or 'all'")
+    parser.add_argument("--scale", type=float, default=0.1, help="fraction of each twin's full size (default 0.1)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE", help="override a parameter")
+    parser.add_argument("--features", metavar="FILE.npz", help="run on your own features (keys qf, gf, q_ids, g_ids, q_cams, g_cams)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, help="evaluation protocol (default: the dataset's own)")
+    parser.add_argument("--trials", type=int, default=1, help="repetitions of each cell (timing)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dim", type=int, default=2048, help="feature dimension of the twins")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--time-limit", type=float, metavar="SECONDS", help="a cell over this becomes a failed record")
+    parser.add_argument("--memory-limit", type=float, metavar="MB", help="a cell whose RSS exceeds this becomes a failed record")
+    parser.add_argument("--force", action="store_true", help="re-run cells that already have a record")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _results_option(parser)
 
 
 def _results_option(parser) -> None:
@@ -108,10 +132,15 @@ def _run(args) -> int:
     else:
         dataset_names = registry.select(args.datasets, registry.datasets(), "dataset")
     params = parse_settings(args.set, method_names)
+    if args.command == "sweep":
+        cells = sweep_cells(method_names, args.param, parse_values(args.values), params)
+    else:
+        cells = [(name, params[name]) for name in method_names]
     options = RunOptions(args.results, args.scale, args.seed, args.dim, args.device, args.threads, args.time_limit,
-                         args.memory_limit, args.force, args.features, args.protocol, not args.no_progress)
+                         args.memory_limit, args.force, args.features, args.protocol, not args.no_progress,
+                         args.command_line)
     try:
-        records = run_benchmark(dataset_names, [(name, params[name]) for name in method_names], options, args.trials)
+        records = run_benchmark(dataset_names, cells, options, args.trials)
     except KeyboardInterrupt:
         print(f"\ninterrupted: every finished record is kept in {ResultsStore(args.results).path}; "
               "run the same command again to resume", file=sys.stderr)
@@ -135,7 +164,46 @@ def _list(args) -> int:
 
 
 def _table(args) -> int:
-    print(markdown_table(ResultsStore(args.results).records()))
+    store = ResultsStore(args.results)
+    records = store.records()
+    if args.records:
+        print(markdown_table(records))
+        return 0
+    from .paper_table import build_table
+    from .table_formats import to_csv, to_latex, to_markdown
+    if not records:
+        raise ValueError(f"no records in {store.path}")
+    render = {"md": to_markdown, "latex": to_latex, "csv": to_csv}[args.format]
+    print(render(build_table(records, with_paper=args.paper)), end="")
+    return 0
+
+
+def _plot(args) -> int:
+    from .plots import draw, sweep_figures
+    figures = sweep_figures(ResultsStore(args.results).records())
+    if not figures:
+        raise ValueError(f"no sweeps in {ResultsStore(args.results).path} (make one with 'sweep')")
+    for figure in figures:
+        for path in draw(figure, args.output or Path(args.results) / "figures"):
+            print(path)
+    return 0
+
+
+def _report(args) -> int:
+    from .report import regenerate
+    written = regenerate(args.results)
+    if not written:
+        raise ValueError(f"no records under {args.results}/")
+    print("\n".join(map(str, written)))
+    return 0
+
+
+def _export(args) -> int:
+    from .report import export, regenerate_set
+    methods = registry.select(args.methods, registry.methods(), "method")
+    datasets = None if args.datasets == "all" else registry.select(args.datasets, registry.datasets(), "dataset")
+    path = export(ResultsStore(args.results).records(), args.output, datasets, methods, args.scale)
+    print("\n".join(map(str, [path, *regenerate_set(args.output)])))
     return 0
 
 
@@ -153,12 +221,4 @@ def _benchmark(args) -> int:
 def _compare_reference(args) -> int:
     from .reference_comparison import compare
     compare(args.reference, args.dataset, args.scale, str(Path(args.results) / "cache"), args.output)
-    return 0
-
-
-def _scale_report(args) -> int:
-    from .scale_report import write_report
-    methods = registry.select(args.methods, registry.methods(), "method")
-    command = args.run_command or f"python -m rerankbench run --methods {args.methods} --datasets all --scale {args.scale:g}"
-    print(write_report(ResultsStore(args.results).records(), args.output, command, args.scale, methods))
     return 0

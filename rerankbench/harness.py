@@ -35,6 +35,7 @@ class RunOptions:
     features_file: str | None = None
     protocol: str | None = None
     show_progress: bool = True
+    command: str | None = None  # the command line, stored in every record
 
     @property
     def cache_dir(self) -> str:
@@ -60,6 +61,7 @@ def run_benchmark(dataset_names: list[str], methods: list[tuple[str, dict]], opt
         if len(pending) < len(cells):
             log(f"{fs.name}: {len(cells) - len(pending)} cell(s) already in {store.path}, skipped (--force reruns them)")
         for record in _run_cells(request, fs, pending, device, options):
+            record["command"] = options.command
             store.append(record)
             log(_describe(record))
     newest = {record["cell"]: record for record in store.records() if "cell" in record}

@@ -18,19 +18,34 @@ DATA_DEPENDENT = "N/C"
 
 
 class Reranker:
-    """Base class: `name`, `defaults` ({parameter: default}), `rerank(shared)`; a method that
-    reads the shared query-gallery distances sets `uses_distances`."""
+    """Base class: `name`, `title` (as the paper's tables print it), `defaults` ({parameter:
+    default}), `rerank(shared)`; a method that reads the shared query-gallery distances sets
+    `uses_distances`. `aliases` maps the paper's common names to the method's own (AQE's "k"
+    is the neighbourhood size the paper calls k1), so one sweep can span several methods."""
 
     name: ClassVar[str]
+    title: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+    aliases: ClassVar[dict[str, str]] = {}
     uses_distances: ClassVar[bool] = False  # reads shared.query_gallery_distances()
 
     def __init__(self, **params: Any):
+        canonical = [self.aliases.get(key, key) for key in params]
+        if len(set(canonical)) < len(canonical):
+            raise ValueError(f"method {self.name!r}: {', '.join(params)} name one parameter twice (aliases: {self.aliases})")
+        params = dict(zip(canonical, params.values()))
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             known = ", ".join(self.defaults) or "none"
             raise ValueError(f"method {self.name!r} has no parameter {', '.join(unknown)} (its parameters: {known})")
+        self.overrides = params  # what was set, recorded apart from the defaults
         self.params = {**self.defaults, **params}
+
+    @classmethod
+    def parameter(cls, name: str) -> str | None:
+        """The method's own name for parameter `name` (through `aliases`), or None if it has none."""
+        name = cls.aliases.get(name, name)
+        return name if name in cls.defaults else None
 
     def resolved(self, fs: FeatureSet) -> dict[str, Any]:
         """The parameters actually used on `fs`: "N/C" becomes the dataset's k1, types follow the defaults."""

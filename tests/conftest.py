@@ -96,3 +96,14 @@ def market_twin():
 def vehicleid_twin():
     from rerankbench import registry
     return registry.datasets()["vehicleid_small"].load(scale=0.02, seed=0, dim=32, with_train=False, cache_dir=None)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The benchmarks (tests/benchmarks/) run with `pytest --benchmark-only` and not in the normal
+    run, which checks them through tests/test_benchmark_suite.py instead."""
+    if config.getoption("benchmark_only", False) or config.getoption("benchmark_disable", False):
+        return
+    skip = pytest.mark.skip(reason="a benchmark: run with pytest --benchmark-only")
+    for item in items:
+        if "benchmark" in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)

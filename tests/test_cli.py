@@ -107,10 +107,14 @@ def test_features_file_run_prints_table(capsys, tmp_path):
     assert records[0]["cmc1"] == pytest.approx(want["cmc1"], abs=1e-9)
     assert records[0]["map"] == pytest.approx(want["map"], abs=1e-9)
     assert f"{want['cmc1']:.2f}" in rows[0]
-    # the table command prints the same rows from the store
-    code, out2, err = run(capsys, "table", "--results", str(results))
+    # table --records prints the same rows from the store; table prints them as Table V
+    code, out2, err = run(capsys, "table", "--records", "--results", str(results))
     assert code == 0
     assert [line for line in out2.splitlines() if line.startswith("| myfeats ")] == rows
+    code, out3, err = run(capsys, "table", "--results", str(results))
+    assert code == 0
+    (cmc1_row,) = [line for line in out3.splitlines() if line.startswith("| myfeats | CMC@1 |")]
+    assert cmc1_row.split("|")[3].strip(" *_") == f"{want['cmc1']:.2f}"
 
 
 @pytest.mark.parametrize("case, expected", [
@@ -182,6 +186,8 @@ def test_list(capsys):
 
 def test_table_on_empty_results(capsys, tmp_path):
     code, out, err = run(capsys, "table", "--results", str(tmp_path / "empty"))
+    assert code == 2 and "no records" in err
+    code, out, err = run(capsys, "table", "--records", "--results", str(tmp_path / "empty"))
     assert code == 0
     lines = out.strip().splitlines()
     assert lines[0].startswith("| dataset | method | params | CMC@1")

@@ -76,6 +76,19 @@ def test_unknown_parameter_raises_naming_it(name):
         registry.method(name, bogus_param=1)
 
 
+@pytest.mark.parametrize("name", METHODS)
+def test_title_and_aliases(name):
+    """Every method has a title for the tables; an alias names one of its parameters."""
+    cls = registry.methods()[name]
+    assert cls.title
+    for alias, own in cls.aliases.items():
+        assert own in cls.defaults and alias not in cls.defaults
+        assert cls.parameter(alias) == own and cls(**{alias: "4"}).overrides == {own: "4"}
+        with pytest.raises(ValueError, match="twice"):
+            cls(**{alias: "4", own: "5"})
+    assert cls.parameter("no_such_parameter") is None
+
+
 def test_unknown_method_raises():
     with pytest.raises(ValueError, match="unknown method 'nope'"):
         registry.method("nope")

@@ -1,28 +1,27 @@
-"""The full-scale report: time and peak RSS of every method on every twin, from stored records.
+"""Time and memory of every method on every test set of a record set.
 
 For each feature set it lists the shared steps (the exact kNN graph and the query-gallery
 distances, and the steps of derived features such as alpha-QE-expanded X) and, for each
 method, the re-ranking time (excluding the shared steps and the scoring), the scoring time,
-the peak RSS of the cell and its metrics. The records it was made from are written beside
-it, so the report can be regenerated from them.
+the peak RSS of the cell and its metrics.
 """
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from .registry import DATASET_ORDER, METHOD_ORDER, rank_in
 
 
-def _latest(records: list[dict], scale: float, methods: list[str] | None) -> list[dict]:
-    """The last record of each (dataset, method, params) at this scale."""
+def _latest(records: list[dict]) -> list[dict]:
+    """The last record of each (test set, method, parameters)."""
     chosen: dict[tuple, dict] = {}
     for record in records:
-        info = record.get("dataset_info", {})
-        if info.get("source_scale", 1.0) != scale or (methods and record["method"] not in methods):
-            continue
-        chosen[(record["dataset"], record["method"], json.dumps(record["params"], sort_keys=True))] = record
+        chosen[(*_dataset_key(record), record["method"], json.dumps(record["params"], sort_keys=True))] = record
     return sorted(chosen.values(), key=lambda r: (rank_in(DATASET_ORDER, r["dataset"]), rank_in(METHOD_ORDER, r["method"])))
+
+
+def _dataset_key(record: dict) -> tuple[str, str]:
+    return record["dataset"], record.get("dataset_info", {}).get("fingerprint", "")
 
 
 def _seconds(step: dict | None) -> str:
@@ -46,28 +45,26 @@ def _shared_lines(record: dict) -> list[str]:
     return lines + [f"derived ({text})" for text in derived]
 
 
-def write_report(records: list[dict], output: str | Path, command: str, scale: float = 1.0,
-                 methods: list[str] | None = None) -> Path:
-    chosen = _latest(records, scale, methods)
+def time_memory_report(records: list[dict]) -> str:
+    """The report as Markdown."""
+    chosen = _latest(records)
     if not chosen:
-        raise ValueError(f"no records at scale {scale:g}{' for ' + ', '.join(methods) if methods else ''}")
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+        raise ValueError("no records to report on")
     first = chosen[0]
-    lines = [f"# Full-scale run: time and memory of every method on every twin (scale {scale:g}, synthetic)", "",
-             f"Command: `{command}`  ",
-             f"Machine: {first['device']}, {first['threads']} threads; commit {first['git_commit']}; "
-             f"records from {min(r['date'] for r in chosen)} to {max(r['date'] for r in chosen)}.  ",
-             f"Records: `{output.with_suffix('.jsonl').name}` (this report is made from them by "
-             f"`python -m rerankbench scale-report`).", "",
+    scales = sorted({r.get("dataset_info", {}).get("source_scale", 1.0) for r in chosen})
+    lines = [f"# Time and memory of every method on every test set (scale {', '.join(f'{s:g}' for s in scales)})", "",
+             f"Machine: {first['device']}, {first['threads']} threads; "
+             f"commit {', '.join(sorted({str(r.get('git_commit')) for r in chosen}))}; "
+             f"records from {min(r['date'] for r in chosen)} to {max(r['date'] for r in chosen)}. "
+             "Generated from `records.jsonl` beside it by `python -m rerankbench report`.", "",
              "Re-rank s: the method's own work after the shared steps (building its structures and producing "
              "every query-gallery distance block); scoring s: the evaluation of those blocks. Peak RSS: the "
              "worker process while the cell ran, shared steps resident.", ""]
-    for dataset in dict.fromkeys(r["dataset"] for r in chosen):
-        rows = [r for r in chosen if r["dataset"] == dataset]
+    for key in dict.fromkeys(map(_dataset_key, chosen)):
+        rows = [r for r in chosen if _dataset_key(r) == key]
         info = rows[0]["dataset_info"]
-        lines += [f"## {dataset}: {info['num_query']} queries x {info['num_gallery']} gallery "
-                  f"(T = {info['num_query'] + info['num_gallery']})", ""]
+        lines += [f"## {key[0]} (scale {info.get('source_scale', 1.0):g}): {info['num_query']} queries x "
+                  f"{info['num_gallery']} gallery (T = {info['num_query'] + info['num_gallery']})", ""]
         lines += [f"- {text}" for text in _shared_lines(rows[0])] + [""]
         lines += ["| method | params | re-rank s | scoring s | peak RSS MB | CMC@1 | CMC@5 | mAP | status |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -79,8 +76,4 @@ def write_report(records: list[dict], output: str | Path, command: str, scale: f
             lines.append(f"| {r['method']} | {params} | {r['wall_s']:.1f} | {r['eval_s']:.1f} | {r['peak_rss_mb']:.0f} | "
                          f"{r['cmc1']:.2f} | {r['cmc5']:.2f} | {r['map']:.2f} | ok |")
         lines.append("")
-    output.write_text("\n".join(lines))
-    with output.with_suffix(".jsonl").open("w") as handle:
-        for record in chosen:
-            handle.write(json.dumps(record, sort_keys=True) + "\n")
-    return output
+    return "\n".join(lines)

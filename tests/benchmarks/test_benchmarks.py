@@ -1,0 +1,76 @@
+"""The pytest-benchmark suite: every method and the shared building blocks, timed on fixed,
+seeded twins at two sizes.
+
+    pytest --benchmark-only                        # time them (the normal test run skips them)
+    pytest --benchmark-only --benchmark-autosave   # and keep the figures in results/benchmarks/pytest/
+
+Groups put the methods of one size side by side ("methods, large"), and the shared steps
+apart ("shared steps, large"). A method is timed from its shared steps (kNN graph, query-gallery
+distances: built before timing, as the harness does) to its last query-gallery distance block,
+which is what the `wall_s` of a result record measures. RERANKBENCH_BENCHMARK_SMOKE=1 swaps
+the sizes for one tiny twin and is how tests/test_benchmark_suite.py checks the suite still runs.
+"""
+import os
+
+import numpy as np
+import pytest
+
+from rerankbench import registry
+from rerankbench.neighbours import build_knn_graph
+from rerankbench.protocols import candidate_rows, evaluate_all
+from rerankbench.shared import SharedSteps
+
+SIZES = {"small": ("market1501", 0.1), "large": ("msmt17", 0.1)}  # T = 1,928 and 9,382
+SMOKE_SIZES = {"smoke": ("market1501", 0.02)}
+ROUNDS = 3
+
+
+def sizes() -> dict:
+    return SMOKE_SIZES if os.environ.get("RERANKBENCH_BENCHMARK_SMOKE") else SIZES
+
+
+@pytest.fixture(scope="module", params=list(sizes()))
+def prepared(request, tmp_path_factory) -> tuple[str, SharedSteps, int]:
+    """A size's twin with its shared steps built for every method, and the graph's k (the
+    largest any method reads)."""
+    name, scale = sizes()[request.param]
+    fs = registry.datasets()[name].load(scale=scale, seed=0, dim=2048,
+                                        cache_dir=tmp_path_factory.mktemp("cache"))
+    shared = SharedSteps(fs)
+    instances = [cls() for cls in registry.methods().values()]
+    k = max(m.neighbours_needed(fs) for m in instances)
+    shared.build(k, True)
+    for instance in instances:
+        instance.prepare(shared)
+    return request.param, shared, k
+
+
+def consume(distances, fs) -> int:
+    """Produce every query-gallery block a method yields; returns how many values it made."""
+    rows, columns = candidate_rows(fs)
+    return sum(block.size for _, block in distances.blocks(rows, columns))
+
+
+@pytest.mark.parametrize("name", list(registry.methods()))
+def test_method(benchmark, prepared, name):
+    size, shared, _ = prepared
+    method = registry.method(name)
+    benchmark.group = f"methods, {size}"
+    made = benchmark.pedantic(lambda: consume(method.rerank(shared), shared.fs), rounds=ROUNDS, iterations=1)
+    rows, columns = candidate_rows(shared.fs)
+    assert made == len(rows) * len(columns)
+
+
+def test_knn_graph(benchmark, prepared):
+    size, shared, k = prepared
+    benchmark.group = f"shared steps, {size}"
+    graph = benchmark.pedantic(build_knn_graph, args=(shared.features, k), rounds=ROUNDS, iterations=1)
+    assert np.array_equal(graph.indices[:, 0], np.arange(len(shared.features)))
+
+
+def test_evaluation(benchmark, prepared):
+    size, shared, _ = prepared
+    distances = shared.query_gallery_distances()
+    benchmark.group = f"shared steps, {size}"
+    metrics = benchmark.pedantic(evaluate_all, args=(distances, shared.fs), rounds=ROUNDS, iterations=1)
+    assert 0 < metrics["map"] <= 100
