@@ -3,7 +3,8 @@
 Each test set gets two metric rows -- CMC@1 and mAP, or CMC@1 and CMC@5 on VehicleID, as the
 paper reports them -- and a time row: the method's own re-ranking time (`wall_s`: after the
 shared kNN graph and query-gallery distances, which are computed once per test set and given
-in a note). Only records at the methods' default parameters are used (`overrides` empty);
+in a note). Only records at the methods' default parameters are used (`overrides` empty, or
+absent in records written before it was stored);
 with several trials the metrics are the newest record's and the time the median. The best and
 second-best value of each metric row are marked (ties at the printed precision share a mark;
 second-best is the next distinct value). A failed cell is "-" with its reason in a note; a

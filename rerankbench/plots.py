@@ -21,7 +21,15 @@ LINES = [("o", "-"), ("s", "-."), ("^", ":"), ("D", "-"), ("v", "-."), ("x", ":"
 @dataclass
 class Curve:
     method: str
+    fixed: tuple = ()  # the other parameters that were set, as (name, value) pairs
     points: dict = field(default_factory=dict)  # value -> record
+
+    @property
+    def label(self) -> str:
+        """The method's title, with what was held fixed: "k-reciprocal (k1=32)"."""
+        cls = methods().get(self.method)
+        title = (cls.title or self.method) if cls else self.method
+        return title + (f" ({', '.join(f'{k}={v}' for k, v in self.fixed)})" if self.fixed else "")
 
 
 @dataclass
@@ -47,7 +55,7 @@ def sweep_figures(records: list[dict]) -> list[SweepFigure]:
         for param, value in overrides.items():
             rest = tuple(sorted((k, str(v)) for k, v in overrides.items() if k != param))
             key = (record["dataset"], _fingerprint(record), _paper_name(record["method"], param), record["method"], rest)
-            groups.setdefault(key, Curve(record["method"])).points[value] = record
+            groups.setdefault(key, Curve(record["method"], rest)).points[value] = record
     baselines = {(r["dataset"], _fingerprint(r)): r for r in newest.values()
                  if r["method"] == "baseline" and not r.get("overrides")}
     figures: dict[tuple, SweepFigure] = {}
@@ -79,11 +87,6 @@ def _order(key: tuple):
     return rank_in(DATASET_ORDER, dataset), fingerprint, param, rank_in(METHOD_ORDER, method), rest
 
 
-def _title(method: str) -> str:
-    cls = methods().get(method)
-    return (cls.title or method) if cls else method
-
-
 def draw(figure: SweepFigure, folder: str | Path) -> list[Path]:
     """Write `<dataset>-<param>.png` and `.pdf` into `folder`; returns their paths."""
     import matplotlib
@@ -98,7 +101,7 @@ def draw(figure: SweepFigure, folder: str | Path) -> list[Path]:
             marker, style = LINES[number % len(LINES)]
             values = sorted(curve.points)
             axis.plot(values, [curve.points[v][metric] for v in values], marker=marker, linestyle=style,
-                      markersize=4, linewidth=1.4, markevery=max(1, len(values) // 12), label=_title(curve.method))
+                      markersize=4, linewidth=1.4, markevery=max(1, len(values) // 12), label=curve.label)
         if figure.baseline is not None:
             axis.axhline(figure.baseline[metric], color="black", linestyle="--", linewidth=1.2, label="Baseline")
         axis.set_xlabel(figure.param)
@@ -119,7 +122,7 @@ def peak_table(figure: SweepFigure, metric: str) -> str:
     """The paper's table under each figure: a row at each method's best value of the parameter,
     every method's metric there, the best of the row in bold."""
     peaks = sorted({max(curve.points, key=lambda v: (curve.points[v][metric], -v)) for curve in figure.curves})
-    titles = [_title(curve.method) for curve in figure.curves]
+    titles = [curve.label for curve in figure.curves]
     baseline = [] if figure.baseline is None else ["Baseline"]
     lines = ["| " + " | ".join([figure.param, *baseline, *titles]) + " |", "|" + " --- |" * (1 + len(baseline) + len(titles))]
     for value in peaks:

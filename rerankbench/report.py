@@ -60,7 +60,8 @@ def regenerate_set(folder: str | Path) -> list[Path]:
         peaks = [f"({chr(97 + n)}) {METRIC_TITLES[m]} (%) wrt. {figure.param}\n\n{peak_table(figure, m)}"
                  for n, m in enumerate(figure.metrics)]
         text = "\n\n".join([f"# Performance versus {figure.param} on {figure.label}",
-                            f"![{figure.stem}]({paths[0].name}) ([PDF]({paths[1].name}))", *peaks]) + "\n" + commands
+                            f"![{figure.stem}]({paths[0].name}) ([PDF]({paths[1].name}))", *peaks]) + "\n" + _commands(
+            [record for curve in figure.curves for record in curve.points.values()] + [figure.baseline or {}])
         written += [*paths, _write(folder / "figures" / f"{figure.stem}.md", text)]
     if records:
         written.append(_write(folder / "time_memory.md", time_memory_report(records) + commands))

@@ -1,7 +1,7 @@
 """A `PaperTable` written as Markdown, LaTeX or CSV, and the CSV read back.
 
-LaTeX needs \\usepackage{booktabs} and \\usepackage[table]{xcolor} (or plain xcolor); the best
-value of a row is \\textcolor{red}, the second \\textcolor{blue}, as in the paper. The CSV
+LaTeX needs \\usepackage{booktabs,xcolor}; the best value of a row is \\textcolor{red}, the
+second \\textcolor{blue}, as in the paper; a note is cited as a superscript. The CSV
 holds the numbers (two decimals; seconds in the time rows) with "-" for a failed cell, "" for
 one never run, and a last column with the notes the row cites.
 """

@@ -157,8 +157,8 @@ def sweep_records():
         records.append(record(method="aqe", cmc1=a, second=b, overrides={"k": k}, params={"k": k}))
     for k, (a, b) in {1: (69.0, 52.0), 5: (75.0, 63.0), 10: (79.0, 66.0)}.items():
         records.append(record(method="k_reciprocal", cmc1=a, second=b, overrides={"k1": k}, params={"k1": k, "k2": 6}))
-    records.append(record(method="k_reciprocal", cmc1=60.0, second=40.0, overrides={"k2": 2}, params={"k1": 10, "k2": 2}))
-    records.append(record(method="k_reciprocal", cmc1=61.0, second=41.0, overrides={"k2": 4}, params={"k1": 10, "k2": 4}))
+    records.append(record(method="k_reciprocal", cmc1=60.0, second=40.0, overrides={"k1": 10, "k2": 2}, params={"k1": 10, "k2": 2}))
+    records.append(record(method="k_reciprocal", cmc1=61.0, second=41.0, overrides={"k1": 10, "k2": 4}, params={"k1": 10, "k2": 4}))
     return records
 
 
@@ -169,6 +169,8 @@ def test_sweep_figures_group_by_the_papers_parameter_name():
     k1 = figures[0]
     assert [c.method for c in k1.curves] == ["aqe", "k_reciprocal"]
     assert sorted(k1.curves[0].points) == [1, 5, 10] and k1.baseline["cmc1"] == 70.0
+    assert [c.label for c in k1.curves] == ["AQE", "k-reciprocal"]
+    assert [c.label for c in figures[1].curves] == ["k-reciprocal (k1=10)"]  # what the k2 sweep held fixed
 
 
 def test_peak_table_rows_at_each_methods_best_value():
