@@ -3,12 +3,27 @@
 1,404 identities seen by more than one of 8 cameras plus 408 distractor identities that
 appear in the gallery only: 702 identities (16,522 images) for training, 2,228 queries of
 702 identities and a gallery of 17,661 images of 1,110 identities.
+
+Released layout: DukeMTMC-reID/{bounding_box_train,query,bounding_box_test}/ with names like
+0005_c2_f0046985.jpg: identity 0005, camera 2, frame 0046985.
 """
+import re
+from pathlib import Path
+
+from rerankbench.released import PERSON_SIZE, ReleasedLayout, ReleasedSplits, scanned_splits, subfolder
 from rerankbench.synthetic import SplitCounts, TwinModel
 from rerankbench.twin import TwinDataset
+
+NAME = re.compile(r"(\d+)_c(\d+)_f\d+\.jpg")
+
+
+def read_released(data_root: Path) -> ReleasedSplits:
+    root = subfolder(data_root, "DukeMTMC-reID", "dukemtmc/DukeMTMC-reID")
+    return scanned_splits(root, NAME, "bounding_box_train", "query", "bounding_box_test")
+
 
 DATASETS = [TwinDataset(
     name="dukemtmc", title="DukeMTMC-reID", reference="Zheng et al., ICCV 2017",
     train=SplitCounts(702, 16522, 8), query=SplitCounts(702, 2228, 8), gallery=SplitCounts(1110, 17661, 8),
     # noise and view_share: fitted by `python -m rerankbench calibrate --fit` (docs/calibration.md)
-    model=TwinModel(noise=0.607, view_share=0.8234))]
+    model=TwinModel(noise=0.607, view_share=0.8234), released=ReleasedLayout(read_released, PERSON_SIZE))]

@@ -3,13 +3,29 @@
 1,501 identities from 6 cameras: 751 for training (12,936 images), 750 for testing with
 3,368 queries and a gallery of 15,913 images that keeps the 2,798 distractors (identity 0);
 junk images (identity -1) are dropped, as in fast-reid and torchreid.
+
+Released layout: Market-1501-v15.09.15/{bounding_box_train,query,bounding_box_test}/ with
+names like 0002_c1s1_000451_03.jpg: identity 0002 (-1 junk, 0000 distractor), camera 1,
+sequence 1, frame 000451, box 03.
 """
+import re
+from pathlib import Path
+
+from rerankbench.released import PERSON_SIZE, ReleasedLayout, ReleasedSplits, scanned_splits, subfolder
 from rerankbench.synthetic import SplitCounts, TwinModel
 from rerankbench.twin import TwinDataset
+
+NAME = re.compile(r"(-1|\d+)_c(\d)s\d+_\d+_\d+\.jpg")
+
+
+def read_released(data_root: Path) -> ReleasedSplits:
+    root = subfolder(data_root, "Market-1501-v15.09.15", "market1501/Market-1501-v15.09.15")
+    return scanned_splits(root, NAME, "bounding_box_train", "query", "bounding_box_test")
+
 
 DATASETS = [TwinDataset(
     name="market1501", title="Market-1501", reference="Zheng et al., ICCV 2015",
     train=SplitCounts(751, 12936, 6), query=SplitCounts(750, 3368, 6), gallery=SplitCounts(750, 15913, 6),
-    distractors=2798,
+    distractors=2798, released=ReleasedLayout(read_released, PERSON_SIZE),
     # noise and view_share: fitted by `python -m rerankbench calibrate --fit` (docs/calibration.md)
     model=TwinModel(noise=0.605, view_share=0.777))]

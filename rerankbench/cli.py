@@ -1,4 +1,4 @@
-"""Command line: python -m rerankbench {run,sweep,list,table,plot,report,export,...} (--help for each)."""
+"""Command line: python -m rerankbench {run,sweep,extract,list,table,plot,report,export,...} (--help for each)."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from . import registry
+from .extraction import Extraction
 from .featureset import FeatureError
 from .harness import RunOptions, run_benchmark
 from .loading import features_file_name
@@ -27,6 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--param", required=True, help="the parameter, e.g. k1 (AQE's and alpha-QE's k), k2, lambda")
     sweep.add_argument("--values", required=True, help="START:STOP[:STEP] (inclusive) or a comma list, e.g. 1:60")
     _run_options(sweep, methods="baseline,aqe,alpha_qe,k_reciprocal")
+
+    extract = commands.add_parser("extract", help="extract the features of real datasets into the cache (run reuses them)")
+    extract.add_argument("--datasets", required=True, help="comma list of test sets or families ('veriwild'), or 'all'")
+    extract.add_argument("--data-root", required=True, metavar="DIR", help="the folder holding the datasets' released folders")
+    extract.add_argument("--with-train", action="store_true", help="also the train split")
+    extract.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when available)")
+    extract.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _extraction_options(extract, checkpoint_required=True)
+    _results_option(extract)
 
     listing = commands.add_parser("list", help="registered methods and datasets, with their defaults")
     listing.add_argument("--scale", type=float, default=1.0, help="scale at which to report the twins' sizes")
@@ -64,6 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--output", default="results/benchmarks")
 
+    speed = commands.add_parser("extraction-benchmark", help="time feature extraction in images/s (writes results/benchmarks/)")
+    speed.add_argument("--images", type=int, default=64)
+    speed.add_argument("--batch-size", type=int, default=32)
+    speed.add_argument("--image-size", default="256x128", metavar="HxW")
+    speed.add_argument("--flip", action="store_true")
+    speed.add_argument("--device", default="cpu")
+    speed.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    speed.add_argument("--note", default="", help="a remark for the report, e.g. on other load on the machine")
+    speed.add_argument("--output", default="results/benchmarks")
+
     reference = commands.add_parser("compare-reference",
                                     help="k-reciprocal against the public reference implementation (writes results/benchmarks/)")
     reference.add_argument("--reference", required=True, metavar="FILE",
@@ -77,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.command_line = shlex.join(["python", "-m", "rerankbench", *argv])  # stored in the records
     try:
-        commands = {"run": _run, "sweep": _run, "list": _list, "table": _table, "plot": _plot, "report": _report,
-                    "export": _export, "calibrate": _calibrate, "benchmark": _benchmark,
-                    "compare-reference": _compare_reference}
+        commands = {"run": _run, "sweep": _run, "extract": _extract, "list": _list, "table": _table, "plot": _plot,
+                    "report": _report, "export": _export, "calibrate": _calibrate, "benchmark": _benchmark,
+                    "extraction-benchmark": _extraction_benchmark, "compare-reference": _compare_reference}
         return commands[args.command](args)
     except (ValueError, FeatureError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -92,7 +112,9 @@ def _run_options(parser, methods: str) -> None:
     parser.add_argument("--scale", type=float, default=0.1, help="fraction of each twin's full size (default 0.1)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE", help="override a parameter")
-    parser.add_argument("--features", metavar="FILE.npz", help="run on your own features (keys qf, gf, q_ids, g_ids, q_cams, g_cams)")
+    parser.add_argument("--features", metavar="FILE", help="run on your own features: .npz, .npy, .pt, .h5 or .mat "
+                        "(keys qf, gf, q_ids, g_ids[, q_cams, g_cams] or pytorch_result.mat's query_f, gallery_f, ...)")
+    parser.add_argument("--data-root", metavar="DIR", help="run on the real datasets in DIR (needs --checkpoint)")
     parser.add_argument("--protocol", choices=PROTOCOLS, help="evaluation protocol (default: the dataset's own)")
     parser.add_argument("--trials", type=int, default=1, help="repetitions of each cell (timing)")
     parser.add_argument("--seed", type=int, default=0)
@@ -102,7 +124,32 @@ def _run_options(parser, methods: str) -> None:
     parser.add_argument("--memory-limit", type=float, metavar="MB", help="a cell whose RSS exceeds this becomes a failed record")
     parser.add_argument("--force", action="store_true", help="re-run cells that already have a record")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _extraction_options(parser)
     _results_option(parser)
+
+
+def _extraction_options(parser, checkpoint_required: bool = False) -> None:
+    parser.add_argument("--checkpoint", metavar="FILE", required=checkpoint_required,
+                        help="ResNet-50 checkpoint (torchvision, fast-reid or torchreid keys) to extract features with")
+    parser.add_argument("--last-stride", type=int, choices=(1, 2), default=1, help="stride of layer4 (default 1, fast-reid's BoT)")
+    parser.add_argument("--flip", action="store_true", help="average each image's features with its mirror image's")
+    parser.add_argument("--image-size", metavar="HxW", help="input size (default 256x128 persons, 256x256 vehicles)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
+    parser.add_argument("--allow-partial-checkpoint", action="store_true",
+                        help="use a checkpoint whose backbone keys do not all fit (they are reported)")
+
+
+def _extraction(args, device: str = "auto") -> Extraction:
+    size = _image_size(args.image_size) if args.image_size else None
+    return Extraction(args.checkpoint, args.last_stride, args.flip, size, args.batch_size, args.allow_partial_checkpoint,
+                      device)
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    height, x, width = text.partition("x")
+    if not (x and height.isdigit() and width.isdigit()):
+        raise ValueError(f"--image-size {text!r}: expected HEIGHTxWIDTH, e.g. 256x128")
+    return int(height), int(width)
 
 
 def _results_option(parser) -> None:
@@ -127,6 +174,11 @@ def parse_settings(settings: list[str], method_names: list[str]) -> dict[str, di
 
 def _run(args) -> int:
     method_names = registry.select(args.methods, registry.methods(), "method")
+    if bool(args.checkpoint) != bool(args.data_root):
+        raise ValueError("--data-root needs --checkpoint: the features are extracted from the images with it"
+                         if args.data_root else "--checkpoint needs --data-root: the folder of the datasets it embeds")
+    if args.data_root and args.features:
+        raise ValueError("give --data-root or --features, not both")
     if args.features:
         dataset_names = [features_file_name(args.features)]
     else:
@@ -138,7 +190,7 @@ def _run(args) -> int:
         cells = [(name, params[name]) for name in method_names]
     options = RunOptions(args.results, args.scale, args.seed, args.dim, args.device, args.threads, args.time_limit,
                          args.memory_limit, args.force, args.features, args.protocol, not args.no_progress,
-                         args.command_line)
+                         args.command_line, args.data_root, _extraction(args) if args.data_root else None)
     try:
         records = run_benchmark(dataset_names, cells, options, args.trials)
     except KeyboardInterrupt:
@@ -146,6 +198,18 @@ def _run(args) -> int:
               "run the same command again to resume", file=sys.stderr)
         return 130
     print(markdown_table(records))
+    return 0
+
+
+def _extract(args) -> int:
+    from .extracted import released_feature_set
+    extraction = _extraction(args, args.device)
+    for name in registry.select(args.datasets, registry.datasets(), "dataset"):
+        fs = released_feature_set(registry.datasets()[name], args.data_root, extraction, Path(args.results) / "cache",
+                                  args.with_train, not args.no_progress, log=lambda line: print(line, file=sys.stderr))
+        train = f", {len(fs.train)} train" if fs.train is not None else ""
+        blocks = ", ".join(f"{block} {array.shape[1]}-d" for block, array in fs.query.blocks.items())
+        print(f"{name}: {fs.num_query} query, {fs.num_gallery} gallery{train} images; c5 {fs.dim}-d, {blocks}")
     return 0
 
 
@@ -215,6 +279,13 @@ def _calibrate(args) -> int:
 def _benchmark(args) -> int:
     from .benchmark import run
     run(args.dataset, args.scale, args.k, args.device, args.output)
+    return 0
+
+
+def _extraction_benchmark(args) -> int:
+    from .extraction_benchmark import run
+    height, width = _image_size(args.image_size)
+    run(args.images, args.batch_size, height, width, args.flip, args.device, args.threads, args.note, args.output)
     return 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-PACKAGES = ("rerankbench", "numpy", "torch", "scipy", "faiss-cpu", "faiss-gpu")
+PACKAGES = ("rerankbench", "numpy", "torch", "scipy", "pillow", "h5py", "faiss-cpu", "faiss-gpu")
 
 
 @lru_cache(maxsize=None)

@@ -1,7 +1,20 @@
-"""A user's own features: an .npz file with keys qf, gf (M x D, N x D), q_ids, g_ids and
-optionally q_cams, g_cams (without cameras nothing is filtered by camera)."""
+"""A user's own features, in any of the formats they come in: load_features_file is the one
+entry point (`run --features FILE`).
+
+Formats, by the file's suffix:
+  .npz          numpy archive, one array per key
+  .npy          a dict of arrays saved with np.save (read with allow_pickle: load your own files only)
+  .pt / .pth    a dict of tensors or arrays saved with torch.save (read with weights_only)
+  .h5 / .hdf5   one dataset per key at the top level
+  .mat          MATLAB, v5 (scipy) or v7.3 (HDF5), e.g. the pytorch_result.mat many re-ID
+                repositories write
+Keys: qf, gf (M x D, N x D), q_ids, g_ids and optionally q_cams, g_cams (without cameras
+nothing is filtered by camera), or their pytorch_result.mat names query_f, gallery_f,
+query_label, gallery_label, query_cam, gallery_cam. Labels may be stored 1 x n or n x 1.
+"""
 from __future__ import annotations
 
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -9,6 +22,8 @@ import numpy as np
 
 from .featureset import FeatureError, FeatureSet, Split
 
+KEYS = {"qf": "query_f", "gf": "gallery_f", "q_ids": "query_label", "g_ids": "gallery_label",
+        "q_cams": "query_cam", "g_cams": "gallery_cam"}  # ours: pytorch_result.mat's
 REQUIRED = ("qf", "gf", "q_ids", "g_ids")
 
 
@@ -16,37 +31,103 @@ def load_features_file(path: str | Path, protocol: str = "market") -> FeatureSet
     path = Path(path)
     if not path.is_file():
         raise FeatureError(f"{path}: no such features file")
+    readers = {".npz": _read_npz, ".npy": _read_npy, ".pt": _read_torch, ".pth": _read_torch,
+               ".h5": _read_hdf5, ".hdf5": _read_hdf5, ".mat": _read_mat}
+    if path.suffix.lower() not in readers:
+        raise FeatureError(f"{path}: unknown features file type {path.suffix!r}; use one of {', '.join(readers)}")
     try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise FeatureError(f"{path}: not a readable .npz file ({error})") from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise FeatureError(f"{path}: holds a single array, not an .npz archive with keys qf, gf, q_ids, g_ids")
-    with data:
-        arrays = {key: data[key] for key in data.files}
-    missing = [key for key in REQUIRED if key not in arrays]
-    if missing:
-        raise FeatureError(f"{path}: missing key(s) {', '.join(missing)}; expected qf, gf, q_ids, g_ids "
-                           f"(and optionally q_cams, g_cams), found {', '.join(sorted(arrays)) or 'none'}")
-    if ("q_cams" in arrays) != ("g_cams" in arrays):
-        raise FeatureError(f"{path}: give both q_cams and g_cams, or neither")
-    try:
-        splits = [Split(_float(arrays[f"{p}f"]), _labels(arrays[f"{p}_ids"], path, f"{p}_ids"),
-                        _labels(arrays[f"{p}_cams"], path, f"{p}_cams") if f"{p}_cams" in arrays else None)
-                  for p in ("q", "g")]
-        return FeatureSet(path.stem, *splits, protocol=protocol, source={"kind": "file", "path": str(path.resolve())})
+        arrays = {key: np.asarray(value) for key, value in readers[path.suffix.lower()](path).items()}
+        return _feature_set(arrays, path, protocol)
     except FeatureError as error:
         raise FeatureError(f"{path}: {error}") from None
 
 
-def _float(array: np.ndarray) -> np.ndarray:
-    return array.astype(np.float32, copy=False) if np.issubdtype(array.dtype, np.floating) else array
+def _feature_set(arrays: dict[str, np.ndarray], path: Path, protocol: str) -> FeatureSet:
+    named = {ours: arrays[ours] if ours in arrays else arrays.get(theirs) for ours, theirs in KEYS.items()}
+    missing = [key for key in REQUIRED if named[key] is None]
+    if missing:
+        raise FeatureError(f"missing key(s) {', '.join(missing)}; expected qf, gf, q_ids, g_ids (and optionally "
+                           f"q_cams, g_cams) or query_f, gallery_f, query_label, gallery_label (and query_cam, "
+                           f"gallery_cam), found {', '.join(sorted(arrays)) or 'none'}")
+    if (named["q_cams"] is None) != (named["g_cams"] is None):
+        raise FeatureError("give both q_cams and g_cams (query_cam and gallery_cam), or neither")
+    splits = [Split(_features(named[f"{p}f"], f"{p}f"), _labels(named[f"{p}_ids"], f"{p}_ids"),
+                    None if named[f"{p}_cams"] is None else _labels(named[f"{p}_cams"], f"{p}_cams"))
+              for p in ("q", "g")]
+    return FeatureSet(path.stem, *splits, protocol=protocol, source={"kind": "file", "path": str(path.resolve())})
 
 
-def _labels(array: np.ndarray, path: Path, key: str) -> np.ndarray:
-    array = np.asarray(array).reshape(-1) if np.asarray(array).ndim == 2 and 1 in np.asarray(array).shape else np.asarray(array)
-    if not np.issubdtype(array.dtype, np.integer):
-        if np.issubdtype(array.dtype, np.floating) and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
-            return array.astype(np.int64)
-        raise FeatureError(f"{key} must hold whole numbers, got {array.dtype}")
-    return array.astype(np.int64)
+def _features(array: np.ndarray, key: str) -> np.ndarray:
+    if not np.issubdtype(array.dtype, np.floating):
+        raise FeatureError(f"{key} must be floating point, got {array.dtype}")
+    return array.astype(np.float32, copy=False)
+
+
+def _labels(array: np.ndarray, key: str) -> np.ndarray:
+    if array.ndim == 2 and 1 in array.shape:
+        array = array.reshape(-1)
+    if array.ndim != 1:
+        raise FeatureError(f"{key} must be a vector (n, 1 x n or n x 1), got shape {array.shape}")
+    if np.issubdtype(array.dtype, np.integer):
+        return array.astype(np.int64)
+    if np.issubdtype(array.dtype, np.floating) and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
+        return array.astype(np.int64)
+    raise FeatureError(f"{key} must hold whole numbers, got {array.dtype}")
+
+
+def _read_npz(path: Path) -> dict:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise FeatureError(f"not a readable .npz file ({error})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise FeatureError("holds a single array, not an .npz archive with keys qf, gf, q_ids, g_ids")
+    with data:
+        return {key: data[key] for key in data.files}
+
+
+def _read_npy(path: Path) -> dict:
+    try:
+        data = np.load(path, allow_pickle=True)
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as error:
+        raise FeatureError(f"not a readable .npy file ({error})") from None
+    if isinstance(data, np.ndarray) and data.dtype == object and data.shape == ():
+        data = data.item()
+    return _dict(data, "np.save")
+
+
+def _read_torch(path: Path) -> dict:
+    import torch
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds for a file that is not its own
+        raise FeatureError(f"not a readable torch file ({str(error).splitlines()[0]})") from None
+    return {key: value.numpy() if isinstance(value, torch.Tensor) else value
+            for key, value in _dict(data, "torch.save").items()}
+
+
+def _read_hdf5(path: Path) -> dict:
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            return {key: f[key][()] for key in f if isinstance(f[key], h5py.Dataset)}
+    except OSError as error:
+        raise FeatureError(f"not a readable HDF5 file ({error})") from None
+
+
+def _read_mat(path: Path) -> dict:
+    """MATLAB v5 through scipy; v7.3 is HDF5, whose arrays MATLAB stores transposed."""
+    import scipy.io
+    try:
+        return {key: value for key, value in scipy.io.loadmat(path).items() if not key.startswith("__")}
+    except NotImplementedError:  # scipy's answer for v7.3
+        return {key: value.T for key, value in _read_hdf5(path).items()}
+    except (ValueError, OSError, scipy.io.matlab.MatReadError) as error:
+        raise FeatureError(f"not a readable .mat file ({error})") from None
+
+
+def _dict(data, writer: str) -> dict:
+    if not isinstance(data, dict):
+        raise FeatureError(f"holds a {type(data).__name__}, not a dict of arrays as {writer} writes it "
+                           "(keys qf, gf, q_ids, g_ids)")
+    return data

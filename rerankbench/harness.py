@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .cell import Cell, failed_record, identity
 from .environment import resolve_device
+from .extraction import Extraction
 from .loading import DataRequest
 from .memory import rss_mb
 from .store import ResultsStore
@@ -36,6 +37,8 @@ class RunOptions:
     protocol: str | None = None
     show_progress: bool = True
     command: str | None = None  # the command line, stored in every record
+    data_root: str | None = None  # the real datasets, their features extracted with `extraction`
+    extraction: Extraction | None = None
 
     @property
     def cache_dir(self) -> str:
@@ -51,8 +54,9 @@ def run_benchmark(dataset_names: list[str], methods: list[tuple[str, dict]], opt
     keys = []
     for dataset in dataset_names:
         request = DataRequest(dataset, options.scale, options.seed, options.dim, options.features_file,
-                              options.protocol, options.cache_dir, options.show_progress)
-        fs = request.load()
+                              options.protocol, options.cache_dir, options.show_progress, options.data_root,
+                              options.extraction)
+        fs = request.load(log)
         cells = [Cell(fs.name, name, params, trial) for name, params in methods for trial in range(trials)]
         done = set() if options.force else store.finished()
         cell_keys = [identity(c, fs, str(device), options.seed)["cell"] for c in cells]

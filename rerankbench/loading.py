@@ -1,9 +1,13 @@
-"""Which feature set a run works on: a registered dataset's twin, or a user's features file."""
+"""Which feature set a run works on: a registered dataset's twin, the real dataset under a data
+root (features extracted with a checkpoint, or from the cache), or a user's features file."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+from .extracted import released_feature_set
+from .extraction import Extraction
 from .feature_file import load_features_file
 from .featureset import FeatureSet
 from .protocols import check_protocol
@@ -22,12 +26,20 @@ class DataRequest:
     protocol: str | None = None
     cache_dir: str | None = None
     show_progress: bool = False
+    data_root: str | None = None
+    extraction: Extraction | None = None  # with data_root: the checkpoint and its options
 
-    def load(self) -> FeatureSet:
+    def load(self, log: Callable[[str], None] | None = None) -> FeatureSet:
         if self.features_file is not None:
             return load_features_file(self.features_file, check_protocol(self.protocol or "market"))
-        twin = datasets()[self.dataset]
-        fs = twin.load(self.scale, self.seed, self.dim, cache_dir=self.cache_dir, show_progress=self.show_progress)
+        if self.data_root is not None:
+            if self.extraction is None:
+                raise ValueError("--data-root needs --checkpoint: the features are extracted from the images with it")
+            fs = released_feature_set(datasets()[self.dataset], self.data_root, self.extraction, self.cache_dir,
+                                      show_progress=self.show_progress, log=log)
+        else:
+            fs = datasets()[self.dataset].load(self.scale, self.seed, self.dim, cache_dir=self.cache_dir,
+                                               show_progress=self.show_progress)
         return fs.with_protocol(check_protocol(self.protocol)) if self.protocol else fs
 
 

@@ -34,11 +34,16 @@ def trials(fs: FeatureSet) -> list[tuple[np.ndarray, np.ndarray]]:
     ids = np.concatenate([fs.query.ids, fs.gallery.ids])
     draws = []
     for seed in range(VEHICLEID_DRAWS):
-        order = np.random.default_rng(seed).permutation(t)
-        _, first = np.unique(ids[order], return_index=True)
-        gallery = np.sort(order[first])
+        gallery = one_per_identity(ids, np.random.default_rng(seed))
         draws.append((np.setdiff1d(np.arange(t), gallery), gallery))
     return draws
+
+
+def one_per_identity(ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices (sorted) of one randomly chosen row per identity."""
+    order = rng.permutation(len(ids))
+    _, first = np.unique(ids[order], return_index=True)
+    return np.sort(order[first])
 
 
 def candidate_rows(fs: FeatureSet) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .featureset import FeatureSet, Split
+from .protocols import one_per_identity
+from .released import ReleasedLayout
 from .synthetic import Layout, SplitCounts, TwinModel, split_layout
 
 GENERATOR_VERSION = 1
@@ -21,7 +23,7 @@ GENERATOR_VERSION = 1
 
 @dataclass(frozen=True)
 class TwinDataset:
-    """A registered test set and how to make its twin.
+    """A registered test set, how to make its twin and how to read its released folder.
 
     protocol "vehicleid": query and gallery come from one pool of `query.images +
     gallery.images` images; the gallery is one seeded random image per identity (the
@@ -39,6 +41,7 @@ class TwinDataset:
     distractors: int = 0
     k_override: int | None = None
     train_model: TwinModel | None = None  # default: model.for_train(); one per family where test sets share a train split
+    released: ReleasedLayout | None = None  # reading the real dataset (released.py); not an input of the twin
 
     def load(self, scale: float = 1.0, seed: int = 0, dim: int = 2048, with_train: bool = False,
              cache_dir: str | Path | None = None, show_progress: bool = False) -> FeatureSet:
@@ -48,7 +51,9 @@ class TwinDataset:
         source = {"kind": "synthetic", "twin_of": self.title, "scale": scale, "seed": seed,
                   "generator": GENERATOR_VERSION, "model": dataclasses.asdict(self.model)}
         names = ("query", "gallery", "train") if with_train else ("query", "gallery")
-        key = _key({**dataclasses.asdict(self), "scale": scale, "seed": seed, "dim": dim, "generator": GENERATOR_VERSION})
+        inputs = dataclasses.asdict(dataclasses.replace(self, released=None))
+        del inputs["released"]  # not an input of the twin, so its cache keys stay as they were
+        key = _key({**inputs, "scale": scale, "seed": seed, "dim": dim, "generator": GENERATOR_VERSION})
         folder = None if cache_dir is None else Path(cache_dir) / "twins" / f"{self.name}-{key}"
         splits = {name: _read(folder, name) if folder else None for name in names}
         missing = [name for name, split in splits.items() if split is None]
@@ -69,7 +74,7 @@ class TwinDataset:
         query, gallery = self.query.scaled(scale), self.gallery.scaled(scale)
         if self.protocol == "vehicleid":
             pool = split_layout(SplitCounts(gallery.ids, query.images + gallery.ids), seed, f"{self.name}/test")
-            gallery_rows = _one_per_identity(pool.ids, np.random.default_rng(seed))
+            gallery_rows = one_per_identity(pool.ids, np.random.default_rng(seed))
             return pool, np.setdiff1d(np.arange(len(pool.ids)), gallery_rows), gallery_rows
         distractors = round(self.distractors * scale)
         test = split_layout(SplitCounts(gallery.ids, query.images + gallery.images - distractors,
@@ -98,7 +103,7 @@ def _pick_queries(ids: np.ndarray, query: SplitCounts, rng: np.random.Generator)
     """Rows of `query.images` queries from identities 1..query.ids: each identity at least
     one, and each keeps at least two images for the gallery where it has them."""
     candidates = np.flatnonzero((ids >= 1) & (ids <= query.ids))
-    first = candidates[_one_per_identity(ids[candidates], rng)]
+    first = candidates[one_per_identity(ids[candidates], rng)]
     counts = np.bincount(ids, minlength=query.ids + 1)
     taken = np.zeros(query.ids + 1, np.int64)
     chosen = []
@@ -109,13 +114,6 @@ def _pick_queries(ids: np.ndarray, query: SplitCounts, rng: np.random.Generator)
             taken[ids[row]] += 1
             chosen.append(row)
     return np.sort(np.concatenate([first, np.asarray(chosen, np.int64)]))
-
-
-def _one_per_identity(ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Indices of one randomly chosen row per identity."""
-    order = rng.permutation(len(ids))
-    _, first = np.unique(ids[order], return_index=True)
-    return np.sort(order[first])
 
 
 def _key(inputs: dict) -> str:
