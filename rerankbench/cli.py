@@ -124,6 +124,12 @@ def _run_options(parser, methods: str) -> None:
     parser.add_argument("--memory-limit", type=float, metavar="MB", help="a cell whose RSS exceeds this becomes a failed record")
     parser.add_argument("--force", action="store_true", help="re-run cells that already have a record")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="where the cells run: worker processes here (default), or tasks on a Ray cluster")
+    parser.add_argument("--address", help="with --executor ray: the cluster, e.g. 'auto' or HOST:6379 "
+                        "(default: a new local Ray instance)")
+    parser.add_argument("--cpus-per-cell", type=int, metavar="N", help="with --executor ray: the cores each "
+                        "cell's task reserves and uses (default: --threads, else all cores of a node; 1 with a GPU)")
     _extraction_options(parser)
     _results_option(parser)
 
@@ -190,7 +196,8 @@ def _run(args) -> int:
         cells = [(name, params[name]) for name in method_names]
     options = RunOptions(args.results, args.scale, args.seed, args.dim, args.device, args.threads, args.time_limit,
                          args.memory_limit, args.force, args.features, args.protocol, not args.no_progress,
-                         args.command_line, args.data_root, _extraction(args) if args.data_root else None)
+                         args.command_line, args.data_root, _extraction(args) if args.data_root else None,
+                         args.executor, args.address, args.cpus_per_cell)
     try:
         records = run_benchmark(dataset_names, cells, options, args.trials)
     except KeyboardInterrupt:

@@ -4,6 +4,7 @@ Cells of one feature set run in one worker process (worker.py) after the shared 
 The harness watches it: a cell over the time limit, a worker over the memory limit or a
 worker that dies becomes a failed record, and a fresh worker takes the remaining cells.
 Records are appended as cells finish; cells already in the store are skipped unless forced.
+With `executor="ray"` the cells run as tasks on a Ray cluster instead (ray_executor.py).
 """
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ class RunOptions:
     command: str | None = None  # the command line, stored in every record
     data_root: str | None = None  # the real datasets, their features extracted with `extraction`
     extraction: Extraction | None = None
+    executor: str = "local"  # or "ray": the cells as tasks on a Ray cluster
+    address: str | None = None  # the Ray cluster's; None starts a local instance
+    cpus_per_cell: int | None = None  # cores a Ray task reserves (default: --threads, else a node's)
 
     @property
     def cache_dir(self) -> str:
@@ -51,6 +55,7 @@ def run_benchmark(dataset_names: list[str], methods: list[tuple[str, dict]], opt
     (written now, or found in the store)."""
     store = ResultsStore(options.results)
     device = resolve_device(options.device)
+    run_cells_with = _executor(options)
     keys = []
     for dataset in dataset_names:
         request = DataRequest(dataset, options.scale, options.seed, options.dim, options.features_file,
@@ -64,7 +69,7 @@ def run_benchmark(dataset_names: list[str], methods: list[tuple[str, dict]], opt
         pending = [c for c, key in zip(cells, cell_keys) if key not in done]
         if len(pending) < len(cells):
             log(f"{fs.name}: {len(cells) - len(pending)} cell(s) already in {store.path}, skipped (--force reruns them)")
-        for record in _run_cells(request, fs, pending, device, options):
+        for record in run_cells_with(request, fs, pending, device, options):
             record["command"] = options.command
             store.append(record)
             log(_describe(record))
@@ -72,7 +77,20 @@ def run_benchmark(dataset_names: list[str], methods: list[tuple[str, dict]], opt
     return [newest[key] for key in keys if key in newest]
 
 
-def _run_cells(request, fs, cells, device, options):
+def _executor(options: RunOptions):
+    """run_cells, or its Ray counterpart once connected to the cluster."""
+    if options.executor == "ray":
+        from .ray_executor import connect, run_cells_on_ray
+        connect(options.address)
+        return run_cells_on_ray
+    if options.executor != "local":
+        raise ValueError(f"unknown executor {options.executor!r}; use local or ray")
+    if options.address is not None or options.cpus_per_cell is not None:
+        raise ValueError("--address and --cpus-per-cell are for --executor ray")
+    return run_cells
+
+
+def run_cells(request, fs, cells, device, options):
     """Yield one record per cell, restarting the worker after a cell that killed it."""
     context = multiprocessing.get_context("spawn")
     pending = list(cells)
