@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from . import registry
+from .acp.training import TrainingSettings
 from .extraction import Extraction
 from .featureset import FeatureError
 from .harness import RunOptions, run_benchmark
@@ -37,6 +38,20 @@ def main(argv: list[str] | None = None) -> int:
     extract.add_argument("--no-progress", action="store_true", help="no progress bars")
     _extraction_options(extract, checkpoint_required=True)
     _results_option(extract)
+
+    training = commands.add_parser("train", help="train a learned re-ranker on a twin's train split (checkpoints under RESULTS/cache/)")
+    training.add_argument("--method", required=True, choices=["acp"])
+    training.add_argument("--dataset", required=True, help="a test set or family; its train split is used")
+    training.add_argument("--scale", type=float, default=0.1, help="fraction of the twin's full size (default 0.1)")
+    training.add_argument("--preset", choices=["basic", "xl"], help="ACP-Basic or ACP-XL (default: the paper's for the dataset)")
+    training.add_argument("--epochs", type=int, default=TrainingSettings.epochs)
+    training.add_argument("--seed", type=int, default=0, help="the twin's seed and the training's")
+    training.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    training.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    training.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _results_option(training)
+
+    commands.add_parser("model-figures", help="ACP's parameters and MACs per sequence beside the paper's Table III")
 
     listing = commands.add_parser("list", help="registered methods and datasets, with their defaults")
     listing.add_argument("--scale", type=float, default=1.0, help="scale at which to report the twins' sizes")
@@ -99,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"run": _run, "sweep": _run, "extract": _extract, "list": _list, "table": _table, "plot": _plot,
                     "report": _report, "export": _export, "calibrate": _calibrate, "benchmark": _benchmark,
-                    "extraction-benchmark": _extraction_benchmark, "compare-reference": _compare_reference}
+                    "extraction-benchmark": _extraction_benchmark, "compare-reference": _compare_reference,
+                    "train": _train, "model-figures": _model_figures}
         return commands[args.command](args)
     except (ValueError, FeatureError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -217,6 +233,36 @@ def _extract(args) -> int:
         train = f", {len(fs.train)} train" if fs.train is not None else ""
         blocks = ", ".join(f"{block} {array.shape[1]}-d" for block, array in fs.query.blocks.items())
         print(f"{name}: {fs.num_query} query, {fs.num_gallery} gallery{train} images; c5 {fs.dim}-d, {blocks}")
+    return 0
+
+
+def _train(args) -> int:
+    import dataclasses
+    import torch
+    from .acp.config import PRESETS, default_preset
+    from .acp.training import checkpoint_folder, train
+    dataset = registry.datasets()[registry.select(args.dataset, registry.datasets(), "dataset")[0]]
+    preset = args.preset or default_preset(dataset.family)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    fs = dataset.load(args.scale, args.seed, with_train=True, cache_dir=Path(args.results) / "cache",
+                      show_progress=not args.no_progress)
+    folder = checkpoint_folder(args.results, f"{dataset.family}-twin{args.scale:g}", preset, args.seed)
+    settings = TrainingSettings(epochs=args.epochs)
+    print(f"ACP-{preset} on the {dataset.title} twin's train split ({len(fs.train)} images), {device}: "
+          f"{dataclasses.asdict(PRESETS[preset])}, {dataclasses.asdict(settings)}", file=sys.stderr)
+    trained = train(fs.train, PRESETS[preset], settings, folder, args.seed, device, not args.no_progress,
+                    log=lambda line: print(line, file=sys.stderr))
+    final = f"final loss {trained.losses[-1]:.4f}" if trained.losses else "no epochs"
+    print(f"{folder}: {len(trained.losses)} epochs, {final}")
+    return 0
+
+
+def _model_figures(args) -> int:
+    from .acp.figures import DIFFERENCES, figures_table
+    print(figures_table())
+    print(f"\n{DIFFERENCES}")
     return 0
 
 

@@ -1,0 +1,1 @@
+"""ACP, the Attention-based Correlation Predictor (shared/paper/, Sec. III-B): model, model figures, training."""

@@ -1,0 +1,155 @@
+"""Training ACP on a train split with the backbone frozen (paper Sec. IV-B2).
+
+Sequences from the train split's kNN graph (sequences.py), batches of 16, focal loss (eq. 13),
+Adam (lr 2e-4, weight decay 5e-4), the learning rate warmed up linearly over the first 10
+epochs from 0.1 x (as in BoT, per epoch) and constant afterwards (the paper gives no schedule
+or epoch count: we take 20 epochs). One epoch = every training image once as a probe.
+
+A checkpoint is written after every epoch (the latest one kept) in `folder`; a new call with
+the same folder resumes after the last finished epoch. Each epoch's shuffle, draws and dropout
+come from (seed, epoch) alone, so a resumed run ends in the same state as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..featureset import Split
+from ..progress import progress
+from .config import AcpConfig
+from .loss import focal_loss
+from .model import AcpModel
+from .sequences import SequencePool
+
+FUSED_BLOCKS = ("c3", "c4")  # before C5, in this order, when the split has them
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """K neighbours, l1 (sequence length, probe included), F first false matches, l2, the optimiser, epochs."""
+
+    neighbours: int = 1000
+    sequence_length: int = 25
+    false_matches: int = 24
+    refine_length: int = 6
+    batch_size: int = 16
+    lr: float = 2e-4
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 10
+    warmup_factor: float = 0.1
+    epochs: int = 20
+
+    def lr_at(self, epoch: int) -> float:
+        """lr x (f + (1 - f) e / E_w) for epochs e < E_w (0-based), lr after."""
+        progress_ = min(epoch / self.warmup_epochs, 1.0) if self.warmup_epochs else 1.0
+        return self.lr * (self.warmup_factor + (1 - self.warmup_factor) * progress_)
+
+
+@dataclass
+class TrainedAcp:
+    model: AcpModel
+    blocks: tuple[str, ...]  # the feature blocks fed to the model, C5 ("features") last
+    losses: list[float] = field(default_factory=list)  # mean training loss of each epoch
+
+
+def input_blocks(split: Split, config: AcpConfig) -> tuple[str, ...]:
+    """C3, C4 and C5 when fusion is on and the split has them, else C5 alone."""
+    if config.fusion and all(name in split.blocks for name in FUSED_BLOCKS):
+        return (*FUSED_BLOCKS, "features")
+    return ("features",)
+
+
+def train(split: Split, config: AcpConfig, settings: TrainingSettings, folder: str | Path, seed: int = 0,
+          device: str = "cpu", show_progress: bool = False, log: Callable[[str], None] = lambda line: None) -> TrainedAcp:
+    """Train (or resume training) ACP on `split`; checkpoints in `folder`."""
+    blocks = input_blocks(split, config)
+    features = torch.as_tensor(np.concatenate([np.asarray(split.blocks[b] if b != "features" else split.features,
+                                                          np.float32) for b in blocks], axis=1), device=device)
+    block_dims = tuple(split.features.shape[1] if b == "features" else split.blocks[b].shape[1] for b in blocks)
+    torch.manual_seed(seed)
+    model = AcpModel(config, block_dims).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    trained = TrainedAcp(model, blocks)
+    identity = {"config": dataclasses.asdict(config), "block_dims": block_dims, "seed": seed, "images": len(split),
+                "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "epochs"}}
+    first_epoch = _resume(Path(folder), identity, trained, optimiser, log)
+    if first_epoch >= settings.epochs:
+        return trained
+    pool = SequencePool.from_split(split, settings.neighbours, show_progress)
+    for epoch in range(first_epoch, settings.epochs):
+        started = time.perf_counter()
+        loss = _epoch(model, optimiser, pool, features, config, settings, seed, epoch, show_progress)
+        trained.losses.append(loss)
+        _save(Path(folder), identity, trained, optimiser, epoch)
+        log(f"epoch {epoch + 1}/{settings.epochs}: loss {loss:.4f}, lr {settings.lr_at(epoch):.2e}, "
+            f"{time.perf_counter() - started:.1f} s")
+    return trained
+
+
+def _epoch(model: AcpModel, optimiser: torch.optim.Optimizer, pool: SequencePool, features: torch.Tensor,
+           config: AcpConfig, settings: TrainingSettings, seed: int, epoch: int, show_progress: bool) -> float:
+    """One pass over every image as a probe; the mean batch loss."""
+    rng = np.random.default_rng([seed, epoch])
+    torch.manual_seed(seed * 1_000_003 + epoch)  # dropout
+    for group in optimiser.param_groups:
+        group["lr"] = settings.lr_at(epoch)
+    model.train()
+    probes = rng.permutation(len(pool.neighbours))
+    batches = [probes[i:i + settings.batch_size] for i in range(0, len(probes), settings.batch_size)]
+    total = 0.0
+    for batch in progress(batches, f"ACP epoch {epoch + 1}", show_progress):
+        rows, labels = pool.draw(batch, settings.sequence_length, settings.false_matches, rng)
+        rows = torch.as_tensor(rows, device=features.device)
+        logits = model(features[rows], settings.refine_length)
+        loss = focal_loss(logits, torch.as_tensor(labels, device=features.device), config.gamma)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        total += loss.item()
+    return total / len(batches)
+
+
+def _save(folder: Path, identity: dict, trained: TrainedAcp, optimiser: torch.optim.Optimizer, epoch: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"epoch-{epoch + 1:04d}.pt"
+    tmp = path.with_suffix(".tmp")
+    torch.save({**identity, "epoch": epoch + 1, "blocks": trained.blocks, "losses": trained.losses,
+                "model": trained.model.state_dict(), "optimiser": optimiser.state_dict()}, tmp)
+    tmp.replace(path)
+    for older in folder.glob("epoch-*.pt"):
+        if older != path:
+            older.unlink()
+
+
+def checkpoint_folder(results: str | Path, dataset: str, preset: str, seed: int) -> Path:
+    """<results>/cache/acp/<dataset>-<preset>-seed<seed>; dataset names the train split, e.g. "msmt17-twin1"."""
+    return Path(results) / "cache" / "acp" / f"{dataset}-{preset}-seed{seed}"
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    found = sorted(Path(folder).glob("epoch-*.pt"))
+    return found[-1] if found else None
+
+
+def _resume(folder: Path, identity: dict, trained: TrainedAcp, optimiser: torch.optim.Optimizer,
+            log: Callable[[str], None]) -> int:
+    """Load the latest checkpoint in `folder` into the model and optimiser; the number of finished epochs."""
+    path = latest_checkpoint(folder)
+    if path is None:
+        return 0
+    state = torch.load(path, map_location=next(trained.model.parameters()).device, weights_only=False)
+    differing = [key for key, value in identity.items() if state[key] != value]
+    if differing:
+        raise ValueError(f"{path} was trained with other {', '.join(differing)}: "
+                         "delete it or train into another results folder")
+    trained.model.load_state_dict(state["model"])
+    optimiser.load_state_dict(state["optimiser"])
+    trained.losses[:] = state["losses"]
+    log(f"resuming after epoch {state['epoch']} from {path}")
+    return state["epoch"]
