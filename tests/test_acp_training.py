@@ -77,3 +77,13 @@ def test_model_figures_command_prints_ours_beside_the_paper(capsys):
     assert main(["model-figures"]) == 0
     out = capsys.readouterr().out
     assert "| ACP-Basic | 4.61 | 4.61 |" in out and "| ACP-XL | 62.48 | 62.48 |" in out
+
+
+def test_an_epoch_is_full_batches_so_a_lone_sequence_never_meets_batch_norm(train_split, tmp_path):
+    """A split of 16 k + 1 images: the one left over by the shuffle waits (BatchNorm cannot train on one)."""
+    rows = np.arange(16 * (len(train_split) // 16) - 15)  # 16 (k - 1) + 1 images
+    part = Split(train_split.features[rows], train_split.ids[rows], train_split.cams[rows])
+    state = train(part, TINY, TrainingSettings(**{**QUICK.__dict__, "epochs": 1}), tmp_path, seed=0)
+    assert state is not None
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train(Split(part.features[:5], part.ids[:5], part.cams[:5]), TINY, QUICK, tmp_path / "small", seed=0)

@@ -94,14 +94,17 @@ def train(split: Split, config: AcpConfig, settings: TrainingSettings, folder: s
 
 def _epoch(model: AcpModel, optimiser: torch.optim.Optimizer, pool: SequencePool, features: torch.Tensor,
            config: AcpConfig, settings: TrainingSettings, seed: int, epoch: int, show_progress: bool) -> float:
-    """One pass over every image as a probe; the mean batch loss."""
+    """One pass over the images as probes, in full batches (the few left over by a shuffle wait
+    for the next epoch's: BatchNorm needs more than one sequence); the mean batch loss."""
     rng = np.random.default_rng([seed, epoch])
     torch.manual_seed(seed * 1_000_003 + epoch)  # dropout
     for group in optimiser.param_groups:
         group["lr"] = settings.lr_at(epoch)
     model.train()
     probes = rng.permutation(len(pool.neighbours))
-    batches = [probes[i:i + settings.batch_size] for i in range(0, len(probes), settings.batch_size)]
+    batches = [probes[i:i + settings.batch_size] for i in range(0, len(probes) - settings.batch_size + 1, settings.batch_size)]
+    if not batches:
+        raise ValueError(f"the train split has {len(probes)} images, fewer than one batch of {settings.batch_size}")
     total = 0.0
     for batch in progress(batches, f"ACP epoch {epoch + 1}", show_progress):
         rows, labels = pool.draw(batch, settings.sequence_length, settings.false_matches, rng)
