@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from .paper import paper_table5
 from .registry import DATASET_ORDER, METHOD_ORDER, datasets, methods, rank_in
+from .tables import dataset_key, latest
 
 METRIC_TITLES = {"cmc1": "CMC@1", "cmc5": "CMC@5", "map": "mAP"}
 DIGITS = 2  # metrics are printed, compared and stored in the CSV with two decimals
@@ -81,18 +82,11 @@ def build_table(records: list[dict], with_paper: bool = False) -> PaperTable:
 def _default_cells(records: list[dict]) -> dict[tuple, list[dict]]:
     """{((test set, fingerprint), method): the newest record of each trial at default parameters,
     trial 0 first}."""
-    newest: dict[str, dict] = {}
-    for record in records:
-        if record.get("overrides", {}) == {}:
-            newest[record.get("cell", str(id(record)))] = record
     cells: dict[tuple, list[dict]] = {}
-    for record in sorted(newest.values(), key=lambda r: r.get("trial", 0)):
-        cells.setdefault((_dataset_key(record), record["method"]), []).append(record)
+    for record in latest(records):  # trials in order within a cell
+        if record.get("overrides", {}) == {}:
+            cells.setdefault((dataset_key(record), record["method"]), []).append(record)
     return cells
-
-
-def _dataset_key(record: dict) -> tuple[str, str]:
-    return record["dataset"], record.get("dataset_info", {}).get("fingerprint", "")
 
 
 def dataset_label(record: dict, several: bool) -> str:

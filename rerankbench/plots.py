@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .paper_table import METRIC_TITLES, Entry, dataset_label, mark_best
 from .registry import DATASET_ORDER, METHOD_ORDER, methods, rank_in
+from .tables import dataset_key, latest
 
 SECOND_METRIC_ONLY = {"k2"}  # Fig. 12 shows mAP only; the other sweeps CMC@1 and mAP (CMC@5 on VehicleID)
 LINES = [("o", "-"), ("s", "-."), ("^", ":"), ("D", "-"), ("v", "-."), ("x", ":"), ("P", "-"), ("*", "-.")]
@@ -48,15 +49,15 @@ class SweepFigure:
 
 def sweep_figures(records: list[dict]) -> list[SweepFigure]:
     """Every sweep in `records`, one figure per (test set, parameter)."""
-    newest = {r.get("cell", str(id(r))): r for r in records if r.get("status") == "ok" and r.get("trial", 0) == 0}
+    newest = [r for r in latest(records) if r.get("status") == "ok" and r.get("trial", 0) == 0]
     groups: dict[tuple, Curve] = {}
-    for record in newest.values():
+    for record in newest:
         overrides = record.get("overrides") or {}
         for param, value in overrides.items():
             rest = tuple(sorted((k, str(v)) for k, v in overrides.items() if k != param))
-            key = (record["dataset"], _fingerprint(record), _paper_name(record["method"], param), record["method"], rest)
+            key = (*dataset_key(record), _paper_name(record["method"], param), record["method"], rest)
             groups.setdefault(key, Curve(record["method"], rest)).points[value] = record
-    baselines = {(r["dataset"], _fingerprint(r)): r for r in newest.values()
+    baselines = {dataset_key(r): r for r in newest
                  if r["method"] == "baseline" and not r.get("overrides")}
     figures: dict[tuple, SweepFigure] = {}
     for (dataset, fingerprint, param, _, _), curve in sorted(groups.items(), key=lambda item: _order(item[0])):
@@ -71,10 +72,6 @@ def sweep_figures(records: list[dict]) -> list[SweepFigure]:
                                        baselines.get((dataset, fingerprint)))
         figures[key].curves.append(curve)
     return list(figures.values())
-
-
-def _fingerprint(record: dict) -> str:
-    return record.get("dataset_info", {}).get("fingerprint", "")
 
 
 def _paper_name(method: str, param: str) -> str:
@@ -112,8 +109,8 @@ def draw(figure: SweepFigure, folder: str | Path) -> list[Path]:
     fig.suptitle(f"Performance versus {figure.param} on {figure.label}", fontsize=11)
     fig.tight_layout()
     paths = [folder / f"{figure.stem}.{suffix}" for suffix in ("png", "pdf")]
-    for path in paths:
-        fig.savefig(path, dpi=150)
+    for path in paths:  # no creation date: the same records give the same files
+        fig.savefig(path, dpi=150, metadata={"CreationDate": None} if path.suffix == ".pdf" else None)
     plt.close(fig)
     return paths
 

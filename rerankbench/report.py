@@ -18,9 +18,9 @@ from pathlib import Path
 
 from .paper_table import METRIC_TITLES, build_table
 from .plots import draw, peak_table, sweep_figures
-from .registry import DATASET_ORDER, METHOD_ORDER, rank_in
 from .store import RECORDS, ResultsStore
 from .table_formats import to_csv, to_latex, to_markdown
+from .tables import latest
 from .time_memory import time_memory_report
 
 FORMATS = {"md": to_markdown, "tex": to_latex, "csv": to_csv}
@@ -71,14 +71,11 @@ def regenerate_set(folder: str | Path) -> list[Path]:
 def export(records: list[dict], folder: str | Path, datasets: list[str] | None = None, methods: list[str] | None = None,
            scale: float | None = None) -> Path:
     """Copy the newest record of each chosen cell into `folder/records.jsonl` (a new record set)."""
-    newest = {}
-    for record in records:
-        if ((datasets is None or record["dataset"] in datasets) and (methods is None or record["method"] in methods)
-                and (scale is None or record.get("dataset_info", {}).get("source_scale", 1.0) == scale)):
-            newest[record.get("cell", str(id(record)))] = record
-    if not newest:
+    chosen = latest([record for record in records
+                     if (datasets is None or record["dataset"] in datasets) and (methods is None or record["method"] in methods)
+                     and (scale is None or record.get("dataset_info", {}).get("source_scale", 1.0) == scale)])
+    if not chosen:
         raise ValueError("no records match the selection")
-    chosen = sorted(newest.values(), key=lambda r: (rank_in(DATASET_ORDER, r["dataset"]), rank_in(METHOD_ORDER, r["method"])))
     path = Path(folder) / RECORDS
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(record, sort_keys=True) + "\n" for record in chosen))

@@ -9,8 +9,13 @@ def _order(record: dict):
             str(record["params"]), record.get("trial", 0))
 
 
+def dataset_key(record: dict) -> tuple[str, str]:
+    """The feature set a record belongs to: (test set, fingerprint of its features)."""
+    return record["dataset"], record.get("dataset_info", {}).get("fingerprint", "")
+
+
 def latest(records: list[dict]) -> list[dict]:
-    """The newest record of each cell."""
+    """The newest record of each cell, in the paper's order (test set, method, params, trial)."""
     newest = {}
     for record in records:
         newest[record.get("cell", id(record))] = record

@@ -10,18 +10,15 @@ from __future__ import annotations
 import json
 
 from .registry import DATASET_ORDER, METHOD_ORDER, rank_in
+from .tables import dataset_key
 
 
 def _latest(records: list[dict]) -> list[dict]:
     """The last record of each (test set, method, parameters)."""
     chosen: dict[tuple, dict] = {}
     for record in records:
-        chosen[(*_dataset_key(record), record["method"], json.dumps(record["params"], sort_keys=True))] = record
+        chosen[(*dataset_key(record), record["method"], json.dumps(record["params"], sort_keys=True))] = record
     return sorted(chosen.values(), key=lambda r: (rank_in(DATASET_ORDER, r["dataset"]), rank_in(METHOD_ORDER, r["method"])))
-
-
-def _dataset_key(record: dict) -> tuple[str, str]:
-    return record["dataset"], record.get("dataset_info", {}).get("fingerprint", "")
 
 
 def _seconds(step: dict | None) -> str:
@@ -60,8 +57,8 @@ def time_memory_report(records: list[dict]) -> str:
              "Re-rank s: the method's own work after the shared steps (building its structures and producing "
              "every query-gallery distance block); scoring s: the evaluation of those blocks. Peak RSS: the "
              "worker process while the cell ran, shared steps resident.", ""]
-    for key in dict.fromkeys(map(_dataset_key, chosen)):
-        rows = [r for r in chosen if _dataset_key(r) == key]
+    for key in dict.fromkeys(map(dataset_key, chosen)):
+        rows = [r for r in chosen if dataset_key(r) == key]
         info = rows[0]["dataset_info"]
         lines += [f"## {key[0]} (scale {info.get('source_scale', 1.0):g}): {info['num_query']} queries x "
                   f"{info['num_gallery']} gallery (T = {info['num_query'] + info['num_gallery']})", ""]
