@@ -10,7 +10,6 @@ results/benchmarks/.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from . import environment
+from .benchmark_files import machine_line, write_report
 from .memory import peak_rss_mb
 from .neighbours import block_rows, build_knn_graph
 from .protocols import evaluate_all
@@ -74,14 +74,12 @@ def run(dataset: str = "msmt17", scale: float = 1.0, k: int = 100, device: str =
 
 
 def _write(figures: dict, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
     name = f"shared_steps_{figures['dataset']}"
-    (folder / f"{name}.json").write_text(json.dumps(figures, indent=2, default=float))
     f = figures
     command = f"python -m rerankbench benchmark --dataset {f['dataset']} --scale {f['scale']:g} --k {f['k']}"
     lines = [
         f"# Shared steps on the {f['dataset']} twin (scale {f['scale']:g}, synthetic)", "",
-        f"Command: `{command}`  ", f"Machine: {f['device']}, {f['threads']} threads; {f['date']}; commit {f['git_commit']}", "",
+        f"Command: `{command}`  ", machine_line(f), "",
         f"T = {f['num_query']} + {f['num_gallery']} = {f['num_query'] + f['num_gallery']} rows, D = {f['dim']}.", "",
         "| step | seconds | bare product it needs | seconds | ratio |", "| --- | --- | --- | --- | --- |",
         f"| exact kNN graph, K = {f['k']} | {f['knn_graph_s']:.1f} | X X^T | {f['bare_xxt_s']:.1f} | {f['knn_over_bare']:.2f} |",
@@ -90,4 +88,4 @@ def _write(figures: dict, folder: Path) -> None:
         f"Peak RSS of the whole run: {f['peak_rss_mb']:.0f} MB. Twin generation: {f['twin_generation_s']:.1f} s.", "",
         f"Baseline on this twin: CMC@1 {f['metrics']['cmc1']:.2f}, mAP {f['metrics']['map']:.2f}, "
         f"mINP {f['metrics']['minp']:.2f}.", ""]
-    (folder / f"{name}.md").write_text("\n".join(lines))
+    write_report(folder, name, f, lines)

@@ -8,7 +8,6 @@ results/benchmarks/.
 """
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 from PIL import Image
 
 from . import environment
+from .benchmark_files import machine_line, write_report
 from .backbone import ResNet50
 from .extraction import Extraction, extract
 
@@ -50,18 +50,16 @@ def run(images: int = 64, batch_size: int = 32, height: int = 256, width: int = 
 
 
 def _write(figures: dict, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
     f = figures
     name = f"extraction_{'cuda' if f['device'].startswith('cuda') else 'cpu'}_{f['height']}x{f['width']}"
-    (folder / f"{name}.json").write_text(json.dumps(figures, indent=2))
     command = (f"python -m rerankbench extraction-benchmark --images {f['images']} --batch-size {f['batch_size']} "
                f"--image-size {f['height']}x{f['width']} --threads {f['threads']}" + (" --flip" if f["flip"] else ""))
     lines = [
         f"# Feature extraction speed, ResNet-50 at {f['height']}x{f['width']}", "",
-        f"Command: `{command}`  ", f"Machine: {f['device']}, {f['threads']} threads; {f['date']}; commit {f['git_commit']}",
+        f"Command: `{command}`  ", machine_line(f),
         *([f"Note: {f['note']}"] if f["note"] else []), "",
         "| images | batch | flip | seconds | images/s |", "| --- | --- | --- | --- | --- |",
         f"| {f['images']} | {f['batch_size']} | {'yes' if f['flip'] else 'no'} | {f['seconds']:.1f} | "
         f"{f['images_per_s']:.1f} |", "",
         "JPEG decoding, resizing and normalisation are inside the timed loop; one warm-up batch before it.", ""]
-    (folder / f"{name}.md").write_text("\n".join(lines))
+    write_report(folder, name, f, lines)

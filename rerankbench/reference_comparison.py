@@ -17,7 +17,6 @@ the production of its distance blocks); "end to end" is features in, metrics out
 from __future__ import annotations
 
 import importlib.util
-import json
 import multiprocessing
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from . import environment
+from .benchmark_files import machine_line, write_report
 from .distances import PrecomputedDistances, euclidean_blocks
 from .memory import peak_rss_mb, reset_peak_rss
 from .protocols import evaluate_all
@@ -123,9 +123,7 @@ def compare(reference: str, dataset: str = "market1501", scale: float = 1.0, cac
 
 
 def _write(f: dict, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
     name = f"k_reciprocal_vs_reference_{f['dataset']}"
-    (folder / f"{name}.json").write_text(json.dumps(f, indent=2, default=float))
     ours, ref = f["ours"], f["reference_side"]
 
     def row(label, key, unit="s", digits=1):
@@ -135,7 +133,7 @@ def _write(f: dict, folder: Path) -> None:
         f"# k-reciprocal: rerankbench against the reference implementation ({f['dataset']} twin, scale {f['scale']:g})", "",
         f"Command: `python -m rerankbench compare-reference --reference PATH/re_ranking_ranklist.py --dataset {f['dataset']}`  ",
         f"Reference: zhunzhong07/person-re-ranking `python-version/{f['reference']}`, run as published.  ",
-        f"Machine: {f['device']}, {f['threads']} threads; {f['date']}; commit {f['git_commit']}", "",
+        machine_line(f), "",
         f"Input: the same {f['num_query']} x {f['num_gallery']} twin features, D = {f['dim']}; "
         f"k1 = {f['params']['k1']}, k2 = {f['params']['k2']}, lambda = {f['params']['lambda']}, "
         f"Euclidean input (squared inside, as the reference does). Each side ran in a fresh process.", "",
@@ -147,4 +145,4 @@ def _write(f: dict, folder: Path) -> None:
         row("peak RSS", "peak_rss_mb", "MB", 0), "",
         f"Metrics (ours vs reference): {metrics}. Identical: {'yes' if f['metrics_equal'] else 'no'} "
         f"(largest difference {f['largest_metric_difference']:.4f} points).", ""]
-    (folder / f"{name}.md").write_text("\n".join(lines))
+    write_report(folder, name, f, lines)

@@ -28,7 +28,8 @@ class SequencePool:
 
     @classmethod
     def from_split(cls, split: Split, k: int, show_progress: bool = False) -> "SequencePool":
-        features = torch.nn.functional.normalize(torch.tensor(np.asarray(split.features, np.float32)), dim=1)  # a copy: split may be a read-only memory map
+        # torch.tensor copies: the split may be a read-only memory map
+        features = torch.nn.functional.normalize(torch.tensor(np.asarray(split.features, np.float32)), dim=1)
         neighbours = build_knn_graph(features, k, show_progress).indices.astype(np.int32)
         return cls(neighbours, split.ids[neighbours] == split.ids[:, None])
 
