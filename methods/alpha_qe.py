@@ -23,4 +23,4 @@ class AlphaQueryExpansion(Reranker):
         params = self.resolved(shared.fs)
         alpha = params["alpha"]
         return FeatureDistances(expand(shared.features, shared.knn_graph(params["k"]), params["k"],
-                                       lambda similarity: similarity.clamp(min=0) ** alpha))
+                                       lambda _, similarity: similarity.clamp(min=0) ** alpha))

@@ -35,5 +35,5 @@ class AlphaQeKReciprocal(Reranker):
         reranker.resolved(shared.fs)  # check the parameters before any work
 
         def alpha_qe(parent):
-            return expand(parent.features, parent.knn_graph(k), k, lambda s: s.clamp(min=0) ** alpha)
+            return expand(parent.features, parent.knn_graph(k), k, lambda _, s: s.clamp(min=0) ** alpha)
         return reranker, shared.derived(f"alpha_qe-k{k}-alpha{alpha:g}", alpha_qe)

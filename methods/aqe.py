@@ -22,4 +22,5 @@ class AverageQueryExpansion(Reranker):
 
     def rerank(self, shared):
         k = self.resolved(shared.fs)["k"]
-        return FeatureDistances(expand(shared.features, shared.knn_graph(k), k, torch.ones_like))
+        return FeatureDistances(expand(shared.features, shared.knn_graph(k), k,
+                                       lambda _, similarity: torch.ones_like(similarity)))

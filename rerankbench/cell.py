@@ -65,8 +65,9 @@ def run_cell(cell: Cell, shared: SharedSteps, seed: int, shared_summary: dict) -
     reset_peak_rss()
     reset_peak_gpu(device)
     try:
+        instance = cell.instance()
         start = time.perf_counter()
-        distances = TimedDistances(cell.instance().rerank(shared))
+        distances = TimedDistances(instance.rerank(shared))
         rerank_s = time.perf_counter() - start
         start = time.perf_counter()
         metrics = evaluate_all(distances, fs)
@@ -79,7 +80,7 @@ def run_cell(cell: Cell, shared: SharedSteps, seed: int, shared_summary: dict) -
     return {**identity(cell, fs, str(device), seed), "status": "ok", "error": None, **metrics,
             "wall_s": rerank_s + distances.seconds, "eval_s": total_s - distances.seconds,
             "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": peak_gpu_mb(device), "shared": shared_summary,
-            **environment.describe(device)}
+            **instance.details(shared), **environment.describe(device)}
 
 
 class TimedDistances:

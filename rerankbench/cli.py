@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 from . import registry
+from .ablation import ablation_cells
 from .acp.training import TrainingSettings
 from .extraction import Extraction
 from .featureset import FeatureError
 from .harness import RunOptions, run_benchmark
-from .loading import features_file_name
+from .loading import DataRequest, features_file_name
 from .protocols import PROTOCOLS
 from .store import ResultsStore
 from .sweep import parse_values, sweep_cells
@@ -30,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--values", required=True, help="START:STOP[:STEP] (inclusive) or a comma list, e.g. 1:60")
     _run_options(sweep, methods="baseline,aqe,alpha_qe,k_reciprocal")
 
+    ablation = commands.add_parser("ablation", help="ACP's module ablation (paper Table VII): the baseline and ACP "
+                                   "in experiments A-G, at k1 = 25, k2 = 6 unless --set; 'report' tabulates it")
+    _run_options(ablation, methods="baseline,acp")
+
     extract = commands.add_parser("extract", help="extract the features of real datasets into the cache (run reuses them)")
     extract.add_argument("--datasets", required=True, help="comma list of test sets or families ('veriwild'), or 'all'")
     extract.add_argument("--data-root", required=True, metavar="DIR", help="the folder holding the datasets' released folders")
@@ -39,16 +44,24 @@ def main(argv: list[str] | None = None) -> int:
     _extraction_options(extract, checkpoint_required=True)
     _results_option(extract)
 
-    training = commands.add_parser("train", help="train a learned re-ranker on a twin's train split (checkpoints under RESULTS/cache/)")
+    training = commands.add_parser("train", help="train a learned re-ranker on a dataset's train split "
+                                   "(checkpoints under RESULTS/cache/acp/; run reuses them)")
     training.add_argument("--method", required=True, choices=["acp"])
-    training.add_argument("--dataset", required=True, help="a test set or family; its train split is used")
+    training.add_argument("--dataset", help="a test set; its family's train split is used (not with --features)")
     training.add_argument("--scale", type=float, default=0.1, help="fraction of the twin's full size (default 0.1)")
-    training.add_argument("--preset", choices=["basic", "xl"], help="ACP-Basic or ACP-XL (default: the paper's for the dataset)")
-    training.add_argument("--epochs", type=int, default=TrainingSettings.epochs)
-    training.add_argument("--seed", type=int, default=0, help="the twin's seed and the training's")
+    training.add_argument("--preset", choices=["auto", "basic", "xl"], help="ACP-Basic or ACP-XL (default auto: "
+                          "XL for train splits of 100,000 images or more, as the paper's VERI-Wild and VehicleID)")
+    training.add_argument("--epochs", type=int, help=f"default {TrainingSettings.epochs}")
+    training.add_argument("--set", action="append", default=[], metavar="acp.PARAM=VALUE",
+                          help="any other parameter, e.g. acp.epoch_size=8000, acp.heads=4, acp.seed=1")
+    training.add_argument("--features", metavar="FILE", help="a features file with a train split (keys tf, t_ids)")
+    training.add_argument("--data-root", metavar="DIR", help="the real dataset in DIR (needs --checkpoint)")
+    training.add_argument("--seed", type=int, default=0, help="the twin's seed")
+    training.add_argument("--dim", type=int, default=2048, help="feature dimension of the twins")
     training.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     training.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     training.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _extraction_options(training)
     _results_option(training)
 
     commands.add_parser("model-figures", help="ACP's parameters and MACs per sequence beside the paper's Table III")
@@ -89,6 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--output", default="results/benchmarks")
 
+    acp_bench = commands.add_parser("acp-benchmark", help="ACP's training and re-ranking time against the budgets "
+                                    "(writes results/benchmarks/)")
+    acp_bench.add_argument("--dataset", default="msmt17")
+    acp_bench.add_argument("--scale", type=float, default=1.0)
+    acp_bench.add_argument("--set", action="append", default=[], metavar="acp.PARAM=VALUE")
+    acp_bench.add_argument("--device", default="cpu")
+    acp_bench.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    acp_bench.add_argument("--output", default="results/benchmarks")
+    _results_option(acp_bench)
+
     speed = commands.add_parser("extraction-benchmark", help="time feature extraction in images/s (writes results/benchmarks/)")
     speed.add_argument("--images", type=int, default=64)
     speed.add_argument("--batch-size", type=int, default=32)
@@ -112,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.command_line = shlex.join(["python", "-m", "rerankbench", *argv])  # stored in the records
     try:
-        commands = {"run": _run, "sweep": _run, "extract": _extract, "list": _list, "table": _table, "plot": _plot,
-                    "report": _report, "export": _export, "calibrate": _calibrate, "benchmark": _benchmark,
+        commands = {"run": _run, "sweep": _run, "ablation": _run, "extract": _extract, "list": _list, "table": _table,
+                    "plot": _plot, "report": _report, "export": _export, "calibrate": _calibrate, "benchmark": _benchmark,
                     "extraction-benchmark": _extraction_benchmark, "compare-reference": _compare_reference,
-                    "train": _train, "model-figures": _model_figures}
+                    "train": _train, "model-figures": _model_figures, "acp-benchmark": _acp_benchmark}
         return commands[args.command](args)
     except (ValueError, FeatureError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -208,6 +231,8 @@ def _run(args) -> int:
     params = parse_settings(args.set, method_names)
     if args.command == "sweep":
         cells = sweep_cells(method_names, args.param, parse_values(args.values), params)
+    elif args.command == "ablation":
+        cells = ablation_cells(params.get("acp", {}))
     else:
         cells = [(name, params[name]) for name in method_names]
     options = RunOptions(args.results, args.scale, args.seed, args.dim, args.device, args.threads, args.time_limit,
@@ -237,25 +262,29 @@ def _extract(args) -> int:
 
 
 def _train(args) -> int:
-    import dataclasses
+    """The method's own training, as `run` does it before the first cell: same parameters, same checkpoints."""
     import torch
-    from .acp.config import PRESETS, default_preset
-    from .acp.training import checkpoint_folder, train
-    dataset = registry.datasets()[registry.select(args.dataset, registry.datasets(), "dataset")[0]]
-    preset = args.preset or default_preset(dataset.family)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    from .environment import resolve_device
+    from .shared import SharedSteps
+    params = parse_settings(args.set, [args.method])[args.method]
+    params.update({name: value for name, value in (("preset", args.preset), ("epochs", args.epochs)) if value is not None})
+    instance = registry.method(args.method, **params)
     if args.threads:
         torch.set_num_threads(args.threads)
-    fs = dataset.load(args.scale, args.seed, with_train=True, cache_dir=Path(args.results) / "cache",
-                      show_progress=not args.no_progress)
-    folder = checkpoint_folder(args.results, f"{dataset.family}-twin{args.scale:g}", preset, args.seed)
-    settings = TrainingSettings(epochs=args.epochs)
-    print(f"ACP-{preset} on the {dataset.title} twin's train split ({len(fs.train)} images), {device}: "
-          f"{dataclasses.asdict(PRESETS[preset])}, {dataclasses.asdict(settings)}", file=sys.stderr)
-    trained = train(fs.train, PRESETS[preset], settings, folder, args.seed, device, not args.no_progress,
-                    log=lambda line: print(line, file=sys.stderr))
+    if bool(args.features) == bool(args.dataset):
+        raise ValueError("give --dataset (a twin, or a real dataset with --data-root) or --features, one of them")
+    dataset = features_file_name(args.features) if args.features else \
+        registry.select(args.dataset, registry.datasets(), "dataset")[0]
+    request = DataRequest(dataset, args.scale, args.seed, args.dim, args.features, None, str(Path(args.results) / "cache"),
+                          not args.no_progress, args.data_root, _extraction(args) if args.data_root else None, with_train=True)
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    fs = request.load(log)
+    shared = SharedSteps(fs, str(resolve_device(args.device)), request.cache_dir, not args.no_progress)
+    resolved = instance.resolved(fs)
+    log(f"{args.method} on {fs.name}'s train split ({len(fs.train)} images), {shared.device}: {resolved}")
+    trained = instance.trained(shared, log)
     final = f"final loss {trained.losses[-1]:.4f}" if trained.losses else "no epochs"
-    print(f"{folder}: {len(trained.losses)} epochs, {final}")
+    print(f"{trained.checkpoint}: {len(trained.losses)} epochs, {final}, {sum(trained.epoch_seconds):.0f} s of training")
     return 0
 
 
@@ -332,6 +361,15 @@ def _calibrate(args) -> int:
 def _benchmark(args) -> int:
     from .benchmark import run
     run(args.dataset, args.scale, args.k, args.device, args.output)
+    return 0
+
+
+def _acp_benchmark(args) -> int:
+    import torch
+    from .acp_benchmark import run
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run(args.dataset, args.scale, parse_settings(args.set, ["acp"])["acp"], args.device, args.results, args.output)
     return 0
 
 

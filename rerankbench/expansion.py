@@ -13,11 +13,11 @@ import torch
 
 from .neighbours import KnnGraph
 
-WeightFn = Callable[[torch.Tensor], torch.Tensor]  # similarities (B x k) -> weights (B x k)
+WeightFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (neighbours, similarities) (B x k) -> weights (B x k)
 
 
 def expand(features: torch.Tensor, graph: KnnGraph, k: int, weights: WeightFn) -> torch.Tensor:
-    """x'_i = normalise(sum_j w_ij x_j) over j in kNN(i, k); w = weights(x_i . x_j)."""
+    """x'_i = normalise(sum_j w_ij x_j) over j in kNN(i, k); w = weights(j, x_i . x_j) for a block of rows."""
     graph = graph.truncated(k)
     device = features.device
     out = torch.empty_like(features)
@@ -26,6 +26,6 @@ def expand(features: torch.Tensor, graph: KnnGraph, k: int, weights: WeightFn) -
         index = torch.as_tensor(graph.indices[lo:lo + step], device=device)
         distance = torch.as_tensor(graph.distances[lo:lo + step], device=device)
         similarity = 1.0 - distance.double() ** 2 / 2  # x_i . x_j for unit rows
-        w = weights(similarity).to(features.dtype)
+        w = weights(index, similarity).to(features.dtype)
         out[lo:lo + step] = torch.einsum("bk,bkd->bd", w, features[index])
     return torch.nn.functional.normalize(out, dim=1)

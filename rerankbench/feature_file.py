@@ -11,6 +11,7 @@ Formats, by the file's suffix:
 Keys: qf, gf (M x D, N x D), q_ids, g_ids and optionally q_cams, g_cams (without cameras
 nothing is filtered by camera), or their pytorch_result.mat names query_f, gallery_f,
 query_label, gallery_label, query_cam, gallery_cam. Labels may be stored 1 x n or n x 1.
+A train split for a learned re-ranker (ACP) is optional: tf and t_ids (and t_cams).
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ import numpy as np
 from .featureset import FeatureError, FeatureSet, Split
 
 KEYS = {"qf": "query_f", "gf": "gallery_f", "q_ids": "query_label", "g_ids": "gallery_label",
-        "q_cams": "query_cam", "g_cams": "gallery_cam"}  # ours: pytorch_result.mat's
+        "q_cams": "query_cam", "g_cams": "gallery_cam", "tf": "train_f", "t_ids": "train_label",
+        "t_cams": "train_cam"}  # ours: pytorch_result.mat's (train_*: by analogy)
 REQUIRED = ("qf", "gf", "q_ids", "g_ids")
 
 
@@ -51,10 +53,13 @@ def _feature_set(arrays: dict[str, np.ndarray], path: Path, protocol: str) -> Fe
                            f"gallery_cam), found {', '.join(sorted(arrays)) or 'none'}")
     if (named["q_cams"] is None) != (named["g_cams"] is None):
         raise FeatureError("give both q_cams and g_cams (query_cam and gallery_cam), or neither")
+    if (named["tf"] is None) != (named["t_ids"] is None):
+        raise FeatureError("a train split needs both tf and t_ids (train_f and train_label)")
     splits = [Split(_features(named[f"{p}f"], f"{p}f"), _labels(named[f"{p}_ids"], f"{p}_ids"),
                     None if named[f"{p}_cams"] is None else _labels(named[f"{p}_cams"], f"{p}_cams"))
-              for p in ("q", "g")]
-    return FeatureSet(path.stem, *splits, protocol=protocol, source={"kind": "file", "path": str(path.resolve())})
+              for p in ("q", "g", "t") if named[f"{p}f"] is not None]
+    return FeatureSet(path.stem, *splits[:2], protocol=protocol, source={"kind": "file", "path": str(path.resolve())},
+                      train=splits[2] if len(splits) > 2 else None)
 
 
 def _features(array: np.ndarray, key: str) -> np.ndarray:

@@ -36,6 +36,21 @@ class Split:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def hash_into(self, digest, with_blocks: bool = False) -> None:
+        """Feed the arrays (shape and bytes of features, ids, cameras; optionally the blocks) to `digest`."""
+        blocks = [self.blocks[name] for name in sorted(self.blocks)] if with_blocks else []
+        for array in (self.features, self.ids, self.cams, *blocks):
+            if array is not None:
+                digest.update(str(array.shape).encode())
+                digest.update(np.ascontiguousarray(array).view(np.uint8).data)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-1 of every array of the split, blocks included (names a train split in ACP's checkpoints)."""
+        digest = hashlib.sha1()
+        self.hash_into(digest, with_blocks=True)
+        return digest.hexdigest()[:16]
+
     def validate(self, where: str) -> None:
         f = self.features
         if f.ndim != 2 or f.shape[0] == 0 or f.shape[1] == 0:
@@ -124,10 +139,7 @@ class FeatureSet:
         """SHA-1 of the query/gallery arrays: the dataset identity stored in records and cache keys."""
         digest = hashlib.sha1()
         for split in (self.query, self.gallery):
-            for array in (split.features, split.ids, split.cams):
-                if array is not None:
-                    digest.update(str(array.shape).encode())
-                    digest.update(np.ascontiguousarray(array).view(np.uint8).data)
+            split.hash_into(digest)
         digest.update(self.protocol.encode())
         return digest.hexdigest()[:16]
 

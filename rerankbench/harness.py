@@ -19,6 +19,7 @@ from .environment import resolve_device
 from .extraction import Extraction
 from .loading import DataRequest
 from .memory import rss_mb
+from .registry import methods as methods_registry
 from .store import ResultsStore
 from .worker import serve
 
@@ -56,13 +57,15 @@ def run_benchmark(dataset_names: list[str], methods: list[tuple[str, dict]], opt
     store = ResultsStore(options.results)
     device = resolve_device(options.device)
     run_cells_with = _executor(options)
+    with_train = any(methods_registry()[name].needs_train for name, _ in methods)
     keys = []
     for dataset in dataset_names:
         request = DataRequest(dataset, options.scale, options.seed, options.dim, options.features_file,
                               options.protocol, options.cache_dir, options.show_progress, options.data_root,
-                              options.extraction)
+                              options.extraction, with_train)
         fs = request.load(log)
-        cells = [Cell(fs.name, name, params, trial) for name, params in methods for trial in range(trials)]
+        usable = _usable(methods, fs, log)
+        cells = [Cell(fs.name, name, params, trial) for name, params in usable for trial in range(trials)]
         done = set() if options.force else store.finished()
         cell_keys = [identity(c, fs, str(device), options.seed)["cell"] for c in cells]
         keys += cell_keys
@@ -75,6 +78,20 @@ def run_benchmark(dataset_names: list[str], methods: list[tuple[str, dict]], opt
             log(_describe(record))
     newest = {record["cell"]: record for record in store.records() if "cell" in record}
     return [newest[key] for key in keys if key in newest]
+
+
+def _usable(methods: list[tuple[str, dict]], fs, log) -> list[tuple[str, dict]]:
+    """The methods that can run on `fs`: a learned one needs its train split."""
+    if fs.train is not None:
+        return methods
+    usable = [(name, params) for name, params in methods if not methods_registry()[name].needs_train]
+    learned = sorted({name for name, _ in methods} - {name for name, _ in usable})
+    if learned:
+        why = f"{', '.join(learned)} learn(s) from a train split, and {fs.name} has none (a features file needs tf, t_ids)"
+        if not usable:
+            raise ValueError(why)
+        log(f"{fs.name}: skipped {why}")
+    return usable
 
 
 def _executor(options: RunOptions):
@@ -158,7 +175,8 @@ def _death(exitcode: int | None) -> str:
 
 
 def _describe(record: dict) -> str:
-    head = f"{record['dataset']:<18} {record['method']:<22} {record['params']}"
+    shown = methods_registry()[record["method"]].brief(record["params"], record.get("overrides") or {})
+    head = f"{record['dataset']:<18} {record['method']:<22} {shown}"
     if record["status"] != "ok":
         return f"{head}  FAILED: {record['error'].splitlines()[0]}"
     return (f"{head}  CMC@1 {record['cmc1']:.2f}  mAP {record['map']:.2f}  "

@@ -2,6 +2,7 @@
 root (features extracted with a checkpoint, or from the cache), or a user's features file."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,18 +29,20 @@ class DataRequest:
     show_progress: bool = False
     data_root: str | None = None
     extraction: Extraction | None = None  # with data_root: the checkpoint and its options
+    with_train: bool = False  # also the train split (a learned method's)
 
     def load(self, log: Callable[[str], None] | None = None) -> FeatureSet:
         if self.features_file is not None:
-            return load_features_file(self.features_file, check_protocol(self.protocol or "market"))
+            fs = load_features_file(self.features_file, check_protocol(self.protocol or "market"))
+            return fs if self.with_train else dataclasses.replace(fs, train=None)
         if self.data_root is not None:
             if self.extraction is None:
                 raise ValueError("--data-root needs --checkpoint: the features are extracted from the images with it")
             fs = released_feature_set(datasets()[self.dataset], self.data_root, self.extraction, self.cache_dir,
-                                      show_progress=self.show_progress, log=log)
+                                      with_train=self.with_train, show_progress=self.show_progress, log=log)
         else:
-            fs = datasets()[self.dataset].load(self.scale, self.seed, self.dim, cache_dir=self.cache_dir,
-                                               show_progress=self.show_progress)
+            fs = datasets()[self.dataset].load(self.scale, self.seed, self.dim, self.with_train, self.cache_dir,
+                                               self.show_progress)
         return fs.with_protocol(check_protocol(self.protocol)) if self.protocol else fs
 
 

@@ -68,6 +68,12 @@ def build_table(records: list[dict], with_paper: bool = False) -> PaperTable:
         if shared is not None:
             notes.append(f"{label}: shared steps (exact kNN graph, query-gallery distances) {shared:.1f} s, "
                          "done once for every method and not in the time row")
+        for method, trials in group.items():
+            training = trials[0].get("training")
+            if training:
+                notes.append(f"{label}: {titles[method]} was trained for {training['training_seconds']:.0f} s "
+                             f"({training['epochs_done']} epochs of {training['settings']['epoch_size']} probes on "
+                             f"{training['train_images']} training images) before the timed re-ranking")
         for metric in _metrics(first):
             rows.append(_metric_row(label, metric, names, group, notes))
             if with_paper:

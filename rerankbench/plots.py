@@ -54,6 +54,8 @@ def sweep_figures(records: list[dict]) -> list[SweepFigure]:
     for record in newest:
         overrides = record.get("overrides") or {}
         for param, value in overrides.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue  # a switch (ACP's ablation) or a choice: no axis to plot along
             rest = tuple(sorted((k, str(v)) for k, v in overrides.items() if k != param))
             key = (*dataset_key(record), _paper_name(record["method"], param), record["method"], rest)
             groups.setdefault(key, Curve(record["method"], rest)).points[value] = record

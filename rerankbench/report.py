@@ -7,6 +7,8 @@ committed set such as `results/default_run/`). For each set this writes:
   paper's numbers and our difference from them beside ours;
 - `figures/<dataset>-<param>.{png,pdf}` for every parameter sweep in the set, with
   `<dataset>-<param>.md` showing the figure and the table of peak values under it;
+- `tables/acp-ablation-<dataset>.md` (Table VII) and `tables/acp-<param>-<dataset>.md` (Tables
+  VIII-X) for every ACP ablation and architecture sweep in the set;
 - `time_memory.md`: each method's time and peak RSS on each test set, and the shared steps.
 
 Nothing here is edited by hand; `export` copies chosen records into a new set.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .ablation import ablation_tables
 from .paper_table import METRIC_TITLES, build_table
 from .plots import draw, peak_table, sweep_figures
 from .store import RECORDS, ResultsStore
@@ -55,6 +58,8 @@ def regenerate_set(folder: str | Path) -> list[Path]:
             if suffix == "md":
                 text += commands
             written.append(_write(folder / "tables" / f"{stem}.{suffix}", text))
+    for stem, text in ablation_tables(records).items():
+        written.append(_write(folder / "tables" / f"{stem}.md", text + commands))
     for figure in sweep_figures(records):
         paths = draw(figure, folder / "figures")
         peaks = [f"({chr(97 + n)}) {METRIC_TITLES[m]} (%) wrt. {figure.param}\n\n{peak_table(figure, m)}"

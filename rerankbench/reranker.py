@@ -28,6 +28,7 @@ class Reranker:
     defaults: ClassVar[dict[str, Any]] = {}
     aliases: ClassVar[dict[str, str]] = {}
     uses_distances: ClassVar[bool] = False  # reads shared.query_gallery_distances()
+    needs_train: ClassVar[bool] = False  # learns from the feature set's train split (loaded for it)
 
     def __init__(self, **params: Any):
         canonical = [self.aliases.get(key, key) for key in params]
@@ -57,7 +58,7 @@ class Reranker:
             elif isinstance(default, bool):
                 value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
             elif isinstance(default, (int, float)) or default == DATA_DEPENDENT:
-                value = _number(value, key, self.name, integer=isinstance(default, int) or default == DATA_DEPENDENT)
+                value = parse_number(value, key, self.name, integer=isinstance(default, int) or default == DATA_DEPENDENT)
             out[key] = value
         return out
 
@@ -73,11 +74,20 @@ class Reranker:
     def rerank(self, shared) -> Distances:  # shared: rerankbench.shared.SharedSteps
         raise NotImplementedError
 
+    @classmethod
+    def brief(cls, params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+        """The parameters a one-line summary shows (run's printed table): all of them, unless a method has many."""
+        return params
+
+    def details(self, shared) -> dict:
+        """What the record keeps besides parameters and metrics (a learned method: its training)."""
+        return {}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params.items())})"
 
 
-def _number(value: Any, key: str, method: str, integer: bool) -> int | float:
+def parse_number(value: Any, key: str, method: str, integer: bool) -> int | float:
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -85,7 +95,10 @@ def _number(value: Any, key: str, method: str, integer: bool) -> int | float:
     if not math.isfinite(number):
         raise ValueError(f"parameter {method}.{key} must be a finite number, got {value!r}")
     if integer:
-        if number != int(number) or number < 1:
+        if key == "seed":  # the one whole-number parameter that may be 0
+            if number != int(number) or number < 0:
+                raise ValueError(f"parameter {method}.{key} must be a whole number >= 0, got {value!r}")
+        elif number != int(number) or number < 1:
             raise ValueError(f"parameter {method}.{key} must be a positive whole number, got {value!r}")
         return int(number)
     return number

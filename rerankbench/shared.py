@@ -6,7 +6,8 @@ every candidate query row and gallery row (protocols.candidate_rows). Each step 
 apart (`timings`) and, given a cache folder, written to disk so that later runs and other
 processes load it instead of computing it again. A method that re-ranks derived features
 (alpha-QE + k-reciprocal works on alpha-QE-expanded X) gets the same steps over them from
-`derived`, built once per label and reported in the summary under that label.
+`derived`, built once per label and reported in the summary under that label. A learned
+method (ACP) keeps its trained model here too (`learned`), so that the cells of a sweep share it.
 """
 from __future__ import annotations
 
@@ -31,12 +32,14 @@ class SharedSteps:
                  show_progress: bool = False):
         self.fs = fs
         self.device = torch.device(device)
-        self.folder = None if cache_dir is None else Path(cache_dir) / "shared" / f"{fs.name}-{fs.fingerprint}"
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.folder = None if cache_dir is None else self.cache_dir / "shared" / f"{fs.name}-{fs.fingerprint}"
         self.show_progress = show_progress
         self.timings: dict[str, dict] = {}
         self._graph: KnnGraph | None = None
         self._distances: PrecomputedDistances | None = None
         self.children: dict[str, SharedSteps] = {}
+        self.models: dict[str, object] = {}
 
     @cached_property
     def features(self) -> torch.Tensor:
@@ -159,6 +162,16 @@ class SharedSteps:
             child.timings["derive"] = {"seconds": time.perf_counter() - start}
             self.children[label] = child
         return self.children[label]
+
+    def learned(self, label: str, make: Callable[[], tuple[object, dict]]) -> object:
+        """A model learned for this feature set, made (trained or loaded) once per label by `make`,
+        which returns (model, what to record); the record goes into the summary under the label."""
+        if label not in self.models:
+            start = time.perf_counter()
+            model, described = make()
+            self.timings[label] = {**described, "seconds": time.perf_counter() - start}
+            self.models[label] = model
+        return self.models[label]
 
     def summary(self) -> dict:
         """Timings of the steps done so far (compute seconds, and whether they came from the

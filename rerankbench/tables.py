@@ -1,7 +1,7 @@
 """Tables generated from the stored records, never edited by hand."""
 from __future__ import annotations
 
-from .registry import DATASET_ORDER, METHOD_ORDER, rank_in
+from .registry import DATASET_ORDER, METHOD_ORDER, methods, rank_in
 
 
 def _order(record: dict):
@@ -30,7 +30,9 @@ def markdown_table(records: list[dict]) -> str:
     for r in latest(records):
         synthetic |= bool(r.get("synthetic"))
         name = r["dataset"] + (" (twin)" if r.get("synthetic") else "")
-        params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "-"
+        cls = methods().get(r["method"])
+        shown = cls.brief(r["params"], r.get("overrides") or {}) if cls else r["params"]
+        params = ", ".join(f"{k}={v}" for k, v in shown.items()) or "-"
         shared = sum(step.get("seconds", 0.0) for step in (r.get("shared") or {}).get("steps", {}).values())
         ok = r["status"] == "ok"
         rows.append([name, r["method"], params,

@@ -89,13 +89,13 @@ def random_set(seed=1):
 @pytest.fixture(scope="session")
 def market_twin():
     from rerankbench import registry
-    return registry.datasets()["market1501"].load(scale=0.02, seed=0, dim=32, with_train=False, cache_dir=None)
+    return registry.datasets()["market1501"].load(scale=0.02, seed=0, dim=32, with_train=True, cache_dir=None)
 
 
 @pytest.fixture(scope="session")
 def vehicleid_twin():
     from rerankbench import registry
-    return registry.datasets()["vehicleid_small"].load(scale=0.02, seed=0, dim=32, with_train=False, cache_dir=None)
+    return registry.datasets()["vehicleid_small"].load(scale=0.02, seed=0, dim=32, with_train=True, cache_dir=None)
 
 
 def pytest_collection_modifyitems(config, items):

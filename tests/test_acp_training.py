@@ -69,8 +69,34 @@ def test_training_lowers_the_loss_with_a_warm_up(train_split, tmp_path):
     assert trained.losses[-1] < 0.8 * trained.losses[0]
 
 
-def test_checkpoints_are_keyed_by_dataset_preset_and_seed(tmp_path):
-    assert checkpoint_folder(tmp_path, "msmt17-twin1", "basic", 2) == tmp_path / "cache" / "acp" / "msmt17-twin1-basic-seed2"
+def test_checkpoints_are_keyed_by_train_split_recipe_and_seed(train_split, tmp_path):
+    folder = checkpoint_folder(tmp_path, "market1501", train_split, TINY, QUICK, 2)
+    assert folder.parent == tmp_path / "acp" and folder.name.startswith(f"market1501-{train_split.fingerprint[:10]}-")
+    assert folder.name.endswith("-seed2")
+    assert checkpoint_folder(tmp_path, "market1501", train_split, TINY, QUICK, 2) == folder
+    other_split = Split(train_split.features[1:], train_split.ids[1:])
+    others = [checkpoint_folder(tmp_path, "market1501", other_split, TINY, QUICK, 2),
+              checkpoint_folder(tmp_path, "market1501", train_split, AcpConfig(**{**TINY.__dict__, "heads": 4}), QUICK, 2),
+              checkpoint_folder(tmp_path, "market1501", train_split, TINY, TrainingSettings(epoch_size=32), 2),
+              checkpoint_folder(tmp_path, "market1501", train_split, TINY, QUICK, 3)]
+    assert len({folder, *others}) == 5
+    # more epochs continue the same model: the epoch count is not in the key
+    assert checkpoint_folder(tmp_path, "market1501", train_split, TINY,
+                             TrainingSettings(**{**QUICK.__dict__, "epochs": 9}), 2) == folder
+
+
+def test_epoch_size_draws_that_many_probes_per_epoch(train_split, tmp_path):
+    settings = TrainingSettings(**{**QUICK.__dict__, "epochs": 1, "epoch_size": 32})
+    trained = train(train_split, TINY, settings, None, seed=0)
+    assert trained.checkpoint is None and len(trained.losses) == 1  # no folder: nothing written
+    calls = []
+    original = SequencePool.draw
+    SequencePool.draw = lambda self, probes, *a: calls.append(len(probes)) or original(self, probes, *a)
+    try:
+        train(train_split, TINY, settings, None, seed=0)
+    finally:
+        SequencePool.draw = original
+    assert calls == [16, 16]
 
 
 def test_model_figures_command_prints_ours_beside_the_paper(capsys):

@@ -91,6 +91,7 @@ def test_features_file_run_prints_table(capsys, tmp_path):
     code, out, err = run(capsys, "run", "--methods", "all", "--features", str(path), "--results", str(results),
                          "--no-progress")
     assert code == 0, err
+    assert "myfeats: skipped acp learn(s) from a train split, and myfeats has none" in out
     rows = [line for line in out.splitlines() if line.startswith("| myfeats ")]
     everything = ["baseline", "aqe", "alpha_qe", "k_reciprocal", "alpha_qe_k_reciprocal", "sca", "ecn", "gnn"]
     assert [row.split("|")[2].strip() for row in rows] == everything
@@ -173,7 +174,7 @@ def test_list(capsys):
         assert any(line.split() and line.split()[0] == name for line in lines), name
     for name in registry.datasets():
         assert any(line.split() and line.split()[0] == name for line in lines), name
-    assert len(registry.methods()) == 8 and len(registry.datasets()) == 10
+    assert len(registry.methods()) == 9 and len(registry.datasets()) == 10
     (aqe,) = [line for line in lines if line.split() and line.split()[0] == "aqe"]
     assert "k=N/C" in aqe
     (vid,) = [line for line in lines if line.split() and line.split()[0] == "vehicleid_small"]

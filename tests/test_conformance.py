@@ -11,10 +11,16 @@ from rerankbench.reranker import DATA_DEPENDENT, Reranker
 from rerankbench.shared import SharedSteps
 
 METHODS = list(registry.methods())
+QUICK = {"acp": {"layers": 1, "heads": 2, "slots": 2, "d_memory": 4, "d": 8, "epochs": 1, "epoch_size": 32}}
+
+
+def quick(name: str):
+    """The method with its defaults, but a learned one small and briefly trained."""
+    return registry.method(name, **QUICK.get(name, {}))
 
 
 def test_registry_lists_the_methods_in_the_papers_order_with_their_defaults():
-    assert METHODS == ["baseline", "aqe", "alpha_qe", "k_reciprocal", "alpha_qe_k_reciprocal", "sca", "ecn", "gnn"]
+    assert METHODS == ["baseline", "aqe", "alpha_qe", "k_reciprocal", "alpha_qe_k_reciprocal", "sca", "ecn", "gnn", "acp"]
     defaults = {name: cls.defaults for name, cls in registry.methods().items()}
     nc = DATA_DEPENDENT
     assert defaults == {
@@ -26,6 +32,9 @@ def test_registry_lists_the_methods_in_the_papers_order_with_their_defaults():
         "sca": {"k1": nc, "k2": 2},
         "ecn": {"k": 25, "t": 3, "q": 8},
         "gnn": {"k1": nc, "k2": 7},
+        "acp": {"k1": nc, "k2": 6, "preset": "auto", "layers": "preset", "slots": "preset", "heads": "preset",
+                "d_memory": "preset", "d": "preset", "dropout": "preset", "gamma": "preset", "fusion": True,
+                "encoder": True, "memory": True, "refinement": True, "epochs": 20, "epoch_size": "auto", "seed": 0},
     }
 
 
@@ -148,14 +157,14 @@ def test_rerank_blocks_cover_query_by_gallery(name, market_twin):
     fs = market_twin
     m, n = fs.num_query, fs.num_gallery
     q, g = np.arange(m), np.arange(m, m + n)
-    method = registry.method(name)
+    method = quick(name)
     assert method.neighbours_needed(fs) >= 0
     if method.neighbours_needed(fs):  # every method but ECN (k = 25) reads at least the paper's k1 = N/C
         assert method.neighbours_needed(fs) >= (25 if name == "ecn" else fs.default_k)
     result = method.rerank(SharedSteps(fs))
     _check_blocks(result, q, g)
     first = materialise(result, q, g)
-    again = materialise(registry.method(name).rerank(SharedSteps(fs)), q, g)
+    again = materialise(quick(name).rerank(SharedSteps(fs)), q, g)
     np.testing.assert_array_equal(first, again)  # deterministic
     assert first.shape == (m, n)
     if name != "ecn":  # ECN's distances are negated rank-list overlaps
@@ -166,7 +175,7 @@ def test_rerank_blocks_cover_query_by_gallery(name, market_twin):
 def test_one_result_serves_every_vehicleid_draw(name, vehicleid_twin):
     fs = vehicleid_twin
     t = fs.num_query + fs.num_gallery
-    result = registry.method(name).rerank(SharedSteps(fs))
+    result = quick(name).rerank(SharedSteps(fs))
     full = materialise(result, np.arange(t), np.arange(t))
     for query_rows, gallery_rows in trials(fs)[:3]:
         _check_blocks(result, query_rows, gallery_rows)

@@ -218,3 +218,24 @@ def test_cli_real_data_option_errors(tmp_path, capsys, args, expected):
     args = [str(tmp_path) if a == "DIR" else a for a in args]
     assert main(["run", "--methods", "baseline", "--datasets", "market1501", "--results", str(tmp_path), *args]) == 2
     assert expected in capsys.readouterr().err
+
+
+def test_acp_trains_on_real_data_with_the_c3_c4_c5_fusion(tmp_path, checkpoints, capsys):
+    """train --data-root extracts the train split too and fuses C3, C4 and C5; run then uses that model."""
+    data_root = tmp_path / "data"
+    trees.market1501(data_root, distinct=True)
+    train = [f"{identity:04d}_c{1 + shot % 6}s1_{shot:06d}_01.jpg" for identity in range(10, 20) for shot in range(6)]
+    trees.write_images(data_root / "Market-1501-v15.09.15" / "bounding_box_train", train, distinct=True)
+    results = tmp_path / "results"
+    common = ["--data-root", str(data_root), "--checkpoint", str(checkpoints["fast-reid"]), "--image-size", "32x16",
+              "--no-progress", "--results", str(results), *(f"--set=acp.{key}={value}" for key, value in
+                                                            {"layers": 1, "heads": 2, "slots": 2, "d_memory": 4, "d": 8,
+                                                             "epochs": 1}.items())]
+    assert main(["train", "--method", "acp", "--dataset", "market1501", *common]) == 0
+    out, err = capsys.readouterr()
+    assert "(63 images)" in err and "epoch-0001.pt: 1 epochs" in out  # 60 + the release's 3
+    assert main(["run", "--methods", "acp", "--datasets", "market1501", *common]) == 0
+    (record,) = ResultsStore(results).records()
+    assert record["status"] == "ok" and record["params"]["epoch_size"] == 63  # real data: every image, each epoch
+    assert record["training"]["blocks"] == ["c3", "c4", "features"] and record["training"]["epochs_done"] == 1
+    assert record["training"]["checkpoint"] in out

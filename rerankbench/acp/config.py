@@ -27,8 +27,8 @@ class AcpConfig:
     d: int = 256
     dropout: float = 0.4  # p_d
     ffn_ratio: int = 4  # FFN width / d (not in the paper)
-    fusion: bool = True  # off: C5 alone through the same scaled-L2 + FC + BN (Exp-A..D)
-    encoder: bool = True  # off: the fused features go straight to the memory (Exp-F)
+    fusion: bool = True  # off: C5 alone through the same scaled-L2 + FC + BN (Exp-A, D, E)
+    encoder: bool = True  # off: the fused features go straight to the memory (Exp-D, F)
     memory: bool = True  # off: the BaseEncoder's output goes to the classifier (Exp-A, B)
     refinement: bool = True  # off: the initialised memory is used as it is (Exp-C)
 
@@ -36,8 +36,3 @@ class AcpConfig:
 ACP_BASIC = AcpConfig()
 ACP_XL = AcpConfig(d_memory=128, gamma=1.0, d=1024, dropout=0.0)
 PRESETS = {"basic": ACP_BASIC, "xl": ACP_XL}
-XL_FAMILIES = ("veriwild", "vehicleid")  # Sec. IV-B2: XL for VERI-Wild and VehicleID, Basic for the others
-
-
-def default_preset(family: str) -> str:
-    return "xl" if family in XL_FAMILIES else "basic"

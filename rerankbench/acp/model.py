@@ -32,7 +32,7 @@ class MultiBlockFusion(nn.Module):
         blocks = x.split(self.block_dims, dim=-1)
         normalised = torch.cat([nn.functional.normalize(f, dim=-1) * gamma for f, gamma in zip(blocks, self.scales)], -1)
         fused = self.fc(self.dropout(normalised))
-        return self.norm(fused.flatten(0, 1)).view_as(fused)
+        return self.norm(fused.reshape(-1, fused.shape[-1])).view_as(fused)
 
 
 class MemoryInitialisation(nn.Module):
@@ -86,9 +86,17 @@ class AcpModel(nn.Module):
 
     def forward(self, x: torch.Tensor, refine_length: int) -> torch.Tensor:
         """x (B, L, sum(block_dims)) -> logits (B, L); refine_length = k2 (l2 in training)."""
+        return self.correlate(self.embed(x), refine_length)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The fusion of each image alone: x (..., sum(block_dims)) -> (..., d). In eval mode it
+        does not depend on the sequence, so re-ranking embeds every image once, not k1 times."""
         if not self.config.fusion:
             x = x[..., -self.block_dims[-1]:]
-        z = self.fusion(x)
+        return self.fusion(x)
+
+    def correlate(self, z: torch.Tensor, refine_length: int) -> torch.Tensor:
+        """Fused sequences z (B, L, d) -> logits (B, L)."""
         for layer in self.encoder:
             z = layer(z)
         if self.config.memory:

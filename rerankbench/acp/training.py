@@ -3,15 +3,20 @@
 Sequences from the train split's kNN graph (sequences.py), batches of 16, focal loss (eq. 13),
 Adam (lr 2e-4, weight decay 5e-4), the learning rate warmed up linearly over the first 10
 epochs from 0.1 x (as in BoT, per epoch) and constant afterwards (the paper gives no schedule
-or epoch count: we take 20 epochs). One epoch = every training image once as a probe.
+or epoch count: we take 20 epochs). One epoch = every training image once as a probe, or, with
+`epoch_size`, that many probes drawn afresh each epoch (a budget for this CPU machine: one
+epoch of ACP-Basic on the full MSMT17 twin's 30,248 images takes about 4 minutes on 2 cores).
 
 A checkpoint is written after every epoch (the latest one kept) in `folder`; a new call with
-the same folder resumes after the last finished epoch. Each epoch's shuffle, draws and dropout
+the same folder resumes after the last finished epoch, and one that asks for no more epochs than
+are done loads the model without training. Each epoch's shuffle, draws and dropout
 come from (seed, epoch) alone, so a resumed run ends in the same state as an uninterrupted one.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +49,7 @@ class TrainingSettings:
     warmup_epochs: int = 10
     warmup_factor: float = 0.1
     epochs: int = 20
+    epoch_size: int | None = None  # probes per epoch; None: every training image
 
     def lr_at(self, epoch: int) -> float:
         """lr x (f + (1 - f) e / E_w) for epochs e < E_w (0-based), lr after."""
@@ -56,6 +62,14 @@ class TrainedAcp:
     model: AcpModel
     blocks: tuple[str, ...]  # the feature blocks fed to the model, C5 ("features") last
     losses: list[float] = field(default_factory=list)  # mean training loss of each epoch
+    epoch_seconds: list[float] = field(default_factory=list)  # and its wall time
+    checkpoint: Path | None = None
+
+    def describe(self) -> dict:
+        """What a result record keeps of the training."""
+        return {"checkpoint": None if self.checkpoint is None else str(self.checkpoint), "blocks": list(self.blocks),
+                "epochs_done": len(self.losses), "final_loss": self.losses[-1] if self.losses else None,
+                "training_seconds": sum(self.epoch_seconds)}
 
 
 def input_blocks(split: Split, config: AcpConfig) -> tuple[str, ...]:
@@ -65,12 +79,20 @@ def input_blocks(split: Split, config: AcpConfig) -> tuple[str, ...]:
     return ("features",)
 
 
-def train(split: Split, config: AcpConfig, settings: TrainingSettings, folder: str | Path, seed: int = 0,
+def model_inputs(splits: list[Split], blocks: tuple[str, ...]) -> np.ndarray:
+    """The rows of `splits`, one after the other, with their `blocks` side by side (float32)."""
+    def block(split: Split, name: str) -> np.ndarray:
+        if name != "features" and name not in split.blocks:
+            raise ValueError(f"the model was trained on blocks {', '.join(blocks)}, but these features have no {name!r}")
+        return np.asarray(split.features if name == "features" else split.blocks[name], np.float32)
+    return np.concatenate([np.concatenate([block(split, name) for name in blocks], axis=1) for split in splits])
+
+
+def train(split: Split, config: AcpConfig, settings: TrainingSettings, folder: str | Path | None, seed: int = 0,
           device: str = "cpu", show_progress: bool = False, log: Callable[[str], None] = lambda line: None) -> TrainedAcp:
-    """Train (or resume training) ACP on `split`; checkpoints in `folder`."""
+    """Train (or resume training) ACP on `split`; checkpoints in `folder` (None: none are kept)."""
     blocks = input_blocks(split, config)
-    features = torch.as_tensor(np.concatenate([np.asarray(split.blocks[b] if b != "features" else split.features,
-                                                          np.float32) for b in blocks], axis=1), device=device)
+    features = torch.as_tensor(model_inputs([split], blocks), device=device)
     block_dims = tuple(split.features.shape[1] if b == "features" else split.blocks[b].shape[1] for b in blocks)
     torch.manual_seed(seed)
     model = AcpModel(config, block_dims).to(device)
@@ -78,17 +100,22 @@ def train(split: Split, config: AcpConfig, settings: TrainingSettings, folder: s
     trained = TrainedAcp(model, blocks)
     identity = {"config": dataclasses.asdict(config), "block_dims": block_dims, "seed": seed, "images": len(split),
                 "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "epochs"}}
-    first_epoch = _resume(Path(folder), identity, trained, optimiser, log)
-    if first_epoch >= settings.epochs:
+    first_epoch = 0 if folder is None else _resume(Path(folder), identity, trained, optimiser, log)
+    if first_epoch > settings.epochs:
+        raise ValueError(f"{folder} holds a model trained for {first_epoch} epochs, more than the {settings.epochs} "
+                         "asked for: ask for that many, or delete it to train afresh")
+    if first_epoch == settings.epochs:
         return trained
     pool = SequencePool.from_split(split, settings.neighbours, show_progress)
     for epoch in range(first_epoch, settings.epochs):
         started = time.perf_counter()
         loss = _epoch(model, optimiser, pool, features, config, settings, seed, epoch, show_progress)
         trained.losses.append(loss)
-        _save(Path(folder), identity, trained, optimiser, epoch)
+        trained.epoch_seconds.append(time.perf_counter() - started)
+        if folder is not None:
+            _save(Path(folder), identity, trained, optimiser, epoch)
         log(f"epoch {epoch + 1}/{settings.epochs}: loss {loss:.4f}, lr {settings.lr_at(epoch):.2e}, "
-            f"{time.perf_counter() - started:.1f} s")
+            f"{trained.epoch_seconds[-1]:.1f} s")
     return trained
 
 
@@ -101,7 +128,7 @@ def _epoch(model: AcpModel, optimiser: torch.optim.Optimizer, pool: SequencePool
     for group in optimiser.param_groups:
         group["lr"] = settings.lr_at(epoch)
     model.train()
-    probes = rng.permutation(len(pool.neighbours))
+    probes = rng.permutation(len(pool.neighbours))[:settings.epoch_size]
     batches = [probes[i:i + settings.batch_size] for i in range(0, len(probes) - settings.batch_size + 1, settings.batch_size)]
     if not batches:
         raise ValueError(f"the train split has {len(probes)} images, fewer than one batch of {settings.batch_size}")
@@ -123,16 +150,24 @@ def _save(folder: Path, identity: dict, trained: TrainedAcp, optimiser: torch.op
     path = folder / f"epoch-{epoch + 1:04d}.pt"
     tmp = path.with_suffix(".tmp")
     torch.save({**identity, "epoch": epoch + 1, "blocks": trained.blocks, "losses": trained.losses,
-                "model": trained.model.state_dict(), "optimiser": optimiser.state_dict()}, tmp)
+                "epoch_seconds": trained.epoch_seconds, "model": trained.model.state_dict(),
+                "optimiser": optimiser.state_dict()}, tmp)
     tmp.replace(path)
+    trained.checkpoint = path
     for older in folder.glob("epoch-*.pt"):
         if older != path:
             older.unlink()
 
 
-def checkpoint_folder(results: str | Path, dataset: str, preset: str, seed: int) -> Path:
-    """<results>/cache/acp/<dataset>-<preset>-seed<seed>; dataset names the train split, e.g. "msmt17-twin1"."""
-    return Path(results) / "cache" / "acp" / f"{dataset}-{preset}-seed{seed}"
+def checkpoint_folder(cache_dir: str | Path, family: str, split: Split, config: AcpConfig,
+                      settings: TrainingSettings, seed: int) -> Path:
+    """<cache>/acp/<family>-<train split's fingerprint>-<digest of the config and settings>-seed<seed>:
+    one folder per model, so that a sweep over architectures or budgets never mixes checkpoints
+    (the epoch count is left out: asking for more epochs resumes)."""
+    recipe = {"config": dataclasses.asdict(config),
+              "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "epochs"}}
+    digest = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(cache_dir) / "acp" / f"{family}-{split.fingerprint[:10]}-{digest}-seed{seed}"
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:
@@ -154,5 +189,7 @@ def _resume(folder: Path, identity: dict, trained: TrainedAcp, optimiser: torch.
     trained.model.load_state_dict(state["model"])
     optimiser.load_state_dict(state["optimiser"])
     trained.losses[:] = state["losses"]
+    trained.epoch_seconds[:] = state.get("epoch_seconds", [])
+    trained.checkpoint = path
     log(f"resuming after epoch {state['epoch']} from {path}")
     return state["epoch"]

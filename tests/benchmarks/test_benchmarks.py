@@ -31,12 +31,12 @@ def sizes() -> dict:
 
 @pytest.fixture(scope="module", params=list(sizes()))
 def prepared(request, tmp_path_factory) -> tuple[str, SharedSteps, int]:
-    """A size's twin with its shared steps built for every method, and the graph's k (the
-    largest any method reads)."""
+    """A size's twin with its shared steps built (and ACP trained) for every method, and the
+    graph's k (the largest any method reads)."""
     name, scale = sizes()[request.param]
-    fs = registry.datasets()[name].load(scale=scale, seed=0, dim=2048,
-                                        cache_dir=tmp_path_factory.mktemp("cache"))
-    shared = SharedSteps(fs)
+    cache = tmp_path_factory.mktemp("cache")
+    fs = registry.datasets()[name].load(scale=scale, seed=0, dim=2048, with_train=True, cache_dir=cache)
+    shared = SharedSteps(fs, cache_dir=cache)  # ACP trains once (not timed), at its defaults
     instances = [cls() for cls in registry.methods().values()]
     k = max(m.neighbours_needed(fs) for m in instances)
     shared.build(k, True)

@@ -1,0 +1,121 @@
+"""ACP: the Attention-based Correlation Predictor ("Moving Towards Centers: Re-ranking with
+Attention and Memory for Re-identification", shared/paper/, Sec. III; model in rerankbench/acp/).
+
+s_i  = sigmoid(ACP(kNN(i, k1)))                        (eq. 11; refinement over the first k2)
+x*_i = normalise( sum_{j in kNN(i, k1)} s_ij x_j )     (eq. 1, for query and gallery rows alike)
+d(q, g) = ||x*_q - x*_g||.
+The x_j are the original (L2-normalised C5) features; eq. 1 leaves the expanded feature
+unnormalised, we normalise it as alpha-QE does so that the distance compares directions (our
+choice). Each image is fused once (the fusion is per image in eval mode), then the sequences
+are read from the shared kNN graph in blocks: nothing is T x T.
+
+The model is trained on the dataset's train split before the cell is timed, or loaded from its
+checkpoint (<results>/cache/acp/). Parameters: k1 = N/C, k2 = 6 (Table IV); preset "auto" takes
+ACP-XL for a train split of 100,000 images or more (VERI-Wild, VehicleID at full size, as in
+Sec. IV-B2) and ACP-Basic below; any architecture parameter of Tables II and VII-X may be set
+over the preset. Training: `epochs` = 20 and `epoch_size` probes per epoch, "auto" being every
+training image (the paper's epoch) on real data and 3,000 x scale on a twin (a budget for this
+2-core machine: the default run, ACP trained on six twins at scale 0.1, stays under 10 minutes,
+and ACP-Basic trains on the full MSMT17 twin in about 8); `seed` seeds it.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from rerankbench.acp.config import PRESETS, AcpConfig
+from rerankbench.acp.training import TrainingSettings, checkpoint_folder, model_inputs, train
+from rerankbench.distances import FeatureDistances
+from rerankbench.expansion import expand
+from rerankbench.reranker import DATA_DEPENDENT, Reranker, parse_number
+
+AUTO, FROM_PRESET = "auto", "preset"
+XL_TRAIN_IMAGES = 100_000  # the paper's Basic datasets train on <= 37,778 images, its XL ones on >= 113,346
+TWIN_EPOCH_SIZE = 3_000  # probes per epoch on a full-size twin
+SEQUENCES_PER_PASS = 32  # through the network at once when re-ranking: the activations stay in cache (fastest on CPU)
+ARCHITECTURE = ("layers", "slots", "heads", "d_memory", "d", "dropout", "gamma")
+MODULES = ("fusion", "encoder", "memory", "refinement")
+
+
+class AttentionCorrelationPredictor(Reranker):
+    name = "acp"
+    title = "ACP"
+    needs_train = True
+    defaults = {"k1": DATA_DEPENDENT, "k2": 6, "preset": AUTO,
+                **{name: FROM_PRESET for name in ARCHITECTURE}, **{name: True for name in MODULES},
+                "epochs": TrainingSettings.epochs, "epoch_size": AUTO, "seed": 0}
+
+    def resolved(self, fs):
+        params = super().resolved(fs)
+        if fs.train is None:
+            raise ValueError(f"ACP learns from a train split, and {fs.name!r} has none (a features file "
+                             "needs the keys tf and t_ids)")
+        if params["preset"] == AUTO:
+            params["preset"] = "xl" if len(fs.train) >= XL_TRAIN_IMAGES else "basic"
+        if params["preset"] not in PRESETS:
+            raise ValueError(f"parameter acp.preset must be auto or one of {', '.join(PRESETS)}, got {params['preset']!r}")
+        preset = PRESETS[params["preset"]]
+        for name in ARCHITECTURE:
+            default = getattr(preset, name)
+            params[name] = default if params[name] == FROM_PRESET else parse_number(
+                params[name], name, self.name, integer=isinstance(default, int))
+        if params["epoch_size"] == AUTO:
+            scale = fs.source.get("scale", 1.0) if fs.synthetic else None
+            params["epoch_size"] = len(fs.train) if scale is None else min(len(fs.train), round(TWIN_EPOCH_SIZE * scale))
+        else:
+            params["epoch_size"] = parse_number(params["epoch_size"], "epoch_size", self.name, integer=True)
+        return params
+
+    def recipe(self, fs) -> tuple[AcpConfig, TrainingSettings, int]:
+        """The model's configuration, the training settings and the training seed on `fs`."""
+        params = self.resolved(fs)
+        config = AcpConfig(**{name: params[name] for name in (*ARCHITECTURE, *MODULES)})
+        settings = TrainingSettings(epochs=params["epochs"], epoch_size=params["epoch_size"])
+        return config, settings, params["seed"]
+
+    @classmethod
+    def brief(cls, params, overrides):
+        """k1, k2, the preset, the training budget and whatever was set."""
+        return {k: v for k, v in params.items() if k in ("k1", "k2", "preset", "epochs", "epoch_size") or k in overrides}
+
+    def neighbours_needed(self, fs):
+        return self.resolved(fs)["k1"]
+
+    def prepare(self, shared):
+        super().prepare(shared)
+        self.trained(shared)
+
+    def trained(self, shared, log=lambda line: None):
+        """The trained model for these parameters: from the shared steps, its checkpoint, or trained now."""
+        fs = shared.fs
+        config, settings, seed = self.recipe(fs)
+        named = checkpoint_folder(shared.cache_dir or ".", fs.name.partition("_")[0], fs.train, config, settings, seed)
+        folder = None if shared.cache_dir is None else named
+
+        def make():
+            result = train(fs.train, config, settings, folder, seed, str(shared.device), shared.show_progress, log)
+            result.model.eval()
+            return result, {**result.describe(), "config": dataclasses.asdict(config),
+                            "settings": dataclasses.asdict(settings), "train_images": len(fs.train),
+                            "train_fingerprint": fs.train.fingerprint}
+        return shared.learned(f"acp-{named.name}", make)
+
+    def details(self, shared):
+        """The record's account of the model: its checkpoint, training time and losses, config and settings."""
+        trained = self.trained(shared)
+        return {"training": next(step for label, step in shared.timings.items()
+                                 if shared.models.get(label) is trained)}
+
+    def rerank(self, shared):
+        params = self.resolved(shared.fs)
+        trained = self.trained(shared)
+        fs, model, k1 = shared.fs, trained.model, params["k1"]
+        with torch.inference_mode():
+            inputs = torch.as_tensor(model_inputs([fs.query, fs.gallery], trained.blocks))
+            fused = torch.cat([model.embed(block.to(shared.device)) for block in inputs.split(8192)])
+
+            def correlations(neighbours, _):
+                return torch.cat([torch.sigmoid(model.correlate(fused[part], params["k2"]))
+                                  for part in neighbours.split(SEQUENCES_PER_PASS)])
+            return FeatureDistances(expand(shared.features, shared.knn_graph(k1), k1, correlations))
