@@ -6,6 +6,8 @@ Exp-A encoder only; Exp-B fusion + encoder; Exp-C fusion + encoder + memory (no 
 Exp-D memory + refinement; Exp-E encoder + memory + refinement; Exp-F fusion + memory +
 refinement; Exp-G everything. Tables VIII-X vary the encoder layers, the heads and the memory
 size (slots) one at a time. The paper tests all of them on VERI-Wild small at k1 = 25, k2 = 6.
+Beside the paper's baseline row, the ablation has AQE at the same k1: the same expansion with
+uniform weights, so that the table shows what the learned correlations add.
 """
 from __future__ import annotations
 
@@ -38,13 +40,14 @@ TITLES = {"layers": "Table VIII: encoder layers", "heads": "Table IX: heads", "s
 
 
 def ablation_cells(fixed: dict) -> list[tuple[str, dict]]:
-    """The baseline and ACP in each experiment of Table VII; `fixed`: ACP's other parameters
-    (default k1 = 25, k2 = 6). Only the modules an experiment removes are set."""
+    """The baseline, AQE at the same k1 (the expansion with uniform weights: what the learned
+    correlations are measured against) and ACP in each experiment of Table VII; `fixed`: ACP's
+    other parameters (default k1 = 25, k2 = 6). Only the modules an experiment removes are set."""
     fixed = {**TEST_PARAMS, **fixed}
     if set(fixed) & set(MODULES):
         raise ValueError(f"the ablation sets {', '.join(MODULES)} itself")
-    return [("baseline", {})] + [("acp", {**fixed, **{name: False for name, on in zip(MODULES, kept) if not on}})
-                                 for kept in EXPERIMENTS.values()]
+    return [("baseline", {}), ("aqe", {"k": fixed["k1"]})] + [
+        ("acp", {**fixed, **{name: False for name, on in zip(MODULES, kept) if not on}}) for kept in EXPERIMENTS.values()]
 
 
 def ablation_tables(records: list[dict]) -> dict[str, str]:
@@ -52,13 +55,14 @@ def ablation_tables(records: list[dict]) -> dict[str, str]:
     parameters on one test set) and every one-parameter architecture sweep in `records`."""
     ok = [r for r in latest(records) if r.get("status") == "ok" and r.get("trial", 0) == 0]
     baselines = {dataset_key(r): r for r in ok if r["method"] == "baseline" and not r.get("overrides")}
+    uniform = {(dataset_key(r), str(r["params"]["k"])): r for r in ok if r["method"] == "aqe"}
     tables = {}
     acp = [r for r in ok if r["method"] == "acp"]
     for (key, rest), group in _groups(acp, lambda r: tuple(r["params"][m] for m in MODULES)).items():
         found = {name: group[kept] for name, kept in EXPERIMENTS.items() if kept in group}
         if len(found) >= 2:
             stem = f"acp-ablation-{key[0]}" + _suffix(tables, f"acp-ablation-{key[0]}")
-            tables[stem] = _ablation_markdown(found, baselines.get(key), rest)
+            tables[stem] = _ablation_markdown(found, baselines.get(key), uniform.get((key, dict(rest)["k1"])), rest)
     for param in PAPER_ARCHITECTURE:
         for (key, rest), group in _groups(acp, lambda r: r["params"][param], vary=param).items():
             if len(group) >= 2:
@@ -83,7 +87,7 @@ def _suffix(tables: dict, stem: str) -> str:
     return f"-{count + 1}" if count else ""
 
 
-def _ablation_markdown(found: dict[str, dict], baseline: dict | None, rest: tuple) -> str:
+def _ablation_markdown(found: dict[str, dict], baseline: dict | None, aqe: dict | None, rest: tuple) -> str:
     first = next(iter(found.values()))
     lines = [f"# ACP ablation on {dataset_label(first, several=False)} (paper Table VII)", "",
              f"Fixed: {_fixed(rest)}.", "",
@@ -91,6 +95,8 @@ def _ablation_markdown(found: dict[str, dict], baseline: dict | None, rest: tupl
              "|---|---|---|---|---|---|---|---|---|"]
     if baseline is not None:
         lines.append(_row("Baseline", ("", "", "", ""), baseline))
+    if aqe is not None:
+        lines.append(_row("AQE (uniform weights)", ("", "", "", ""), aqe))
     for name, record in found.items():
         lines.append(_row(name, tuple("✓" if on else "" for on in EXPERIMENTS[name]), record))
     if all(_blocks(record) == ["features"] for record in found.values()):

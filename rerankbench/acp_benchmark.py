@@ -27,7 +27,7 @@ from .protocols import evaluate_all
 from .registry import datasets, method
 from .shared import SharedSteps
 
-BUDGETS = {"training_s": 30 * 60, "rerank_s": 3 * 60}
+BUDGETS = {"training_s": 30 * 60, "expansion_s": 3 * 60, "rerank_s": 3 * 60}
 
 
 def run(dataset: str = "msmt17", scale: float = 1.0, params: dict | None = None, device: str = "cpu",
@@ -115,9 +115,12 @@ def _write(f: dict, folder: Path, params: dict) -> None:
         "| step | seconds | budget | | throughput | peak RSS MB |", "| --- | --- | --- | --- | --- | --- |",
         f"| training from scratch | {f['training_s']:.0f} | {BUDGETS['training_s']} | {verdict('training_s')} | "
         f"{f['training_sequences_per_s']:.0f} sequences/s | {f['training_peak_rss_mb']:.0f} |",
-        f"| re-ranking: expansion (eq. 1) of {f['sequences']} sequences + query-gallery distances | "
-        f"{f['expansion_s']:.0f} + {f['distances_s']:.0f} = {f['rerank_s']:.0f} | {BUDGETS['rerank_s']} | "
-        f"{verdict('rerank_s')} | {f['sequences_per_s']:.0f} sequences/s | {f['rerank_peak_rss_mb']:.0f} |",
+        f"| the {f['sequences']} sequences through ACP and the expansion (eq. 1) | {f['expansion_s']:.0f} | "
+        f"{BUDGETS['expansion_s']} | {verdict('expansion_s')} | {f['sequences_per_s']:.0f} sequences/s | "
+        f"{f['rerank_peak_rss_mb']:.0f} |",
+        f"| then the query-gallery distances of the expanded features | {f['distances_s']:.0f} | | | | |",
+        f"| re-ranking end to end (a record's wall_s) | {f['rerank_s']:.0f} | {BUDGETS['rerank_s']} | "
+        f"{verdict('rerank_s')} | | |",
         f"| (scoring, the evaluation: excluded) | {f['scoring_s']:.0f} | | | | |",
         f"| (shared kNN graph: excluded) | {f['knn_graph_s']:.0f} | | | | |", "",
         "| | CMC@1 | CMC@5 | mAP | mINP |", "| --- | --- | --- | --- | --- |",

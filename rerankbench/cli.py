@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--values", required=True, help="START:STOP[:STEP] (inclusive) or a comma list, e.g. 1:60")
     _run_options(sweep, methods="baseline,aqe,alpha_qe,k_reciprocal")
 
-    ablation = commands.add_parser("ablation", help="ACP's module ablation (paper Table VII): the baseline and ACP "
-                                   "in experiments A-G, at k1 = 25, k2 = 6 unless --set; 'report' tabulates it")
+    ablation = commands.add_parser("ablation", help="ACP's module ablation (paper Table VII): the baseline, AQE and "
+                                   "ACP in experiments A-G, at k1 = 25, k2 = 6 unless --set; 'report' tabulates it")
     _run_options(ablation, methods="baseline,acp")
 
     extract = commands.add_parser("extract", help="extract the features of real datasets into the cache (run reuses them)")

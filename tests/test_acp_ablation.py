@@ -12,9 +12,9 @@ ACP_DEFAULTS = {"k1": 25, "k2": 6, "preset": "basic", "layers": 3, "slots": 8, "
 
 def test_ablation_cells_set_only_the_removed_modules():
     cells = ablation_cells({"epochs": "5"})
-    assert cells[0] == ("baseline", {})
+    assert cells[:2] == [("baseline", {}), ("aqe", {"k": 25})]
     fixed = {"k1": 25, "k2": 6, "epochs": "5"}
-    assert cells[1:] == [
+    assert cells[2:] == [
         ("acp", {**fixed, "fusion": False, "memory": False, "refinement": False}),  # A: encoder only
         ("acp", {**fixed, "memory": False, "refinement": False}),  # B: fusion + encoder
         ("acp", {**fixed, "refinement": False}),  # C: no refinement
@@ -37,7 +37,8 @@ def record(method, params, cmc1, map_, number, **extra):
 
 
 def test_ablation_table_reads_each_experiment_from_its_switches():
-    records = [record("baseline", {}, 90.0, 70.0, 0)]
+    records = [record("baseline", {}, 90.0, 70.0, 0), record("aqe", {"k": 25}, 91.0, 71.0, 30),
+               record("aqe", {"k": 13}, 99.0, 99.0, 31)]
     for number, (name, kept) in enumerate(EXPERIMENTS.items(), 1):
         if name != "Exp-D":  # a missing experiment is left out of the table
             records.append(record("acp", {**ACP_DEFAULTS, **dict(zip(MODULES, kept))}, 80.0 + number, 60.0 + number,
@@ -51,6 +52,7 @@ def test_ablation_table_reads_each_experiment_from_its_switches():
     ablation = tables["acp-ablation-veriwild_small"].splitlines()
     assert ablation[0] == "# ACP ablation on VERI-Wild (small, twin, scale 0.1) (paper Table VII)"
     assert "| Baseline |  |  |  |  | 90.00 | 70.00 | 93.27 | 76.74 |" in ablation
+    assert "| AQE (uniform weights) |  |  |  |  | 91.00 | 71.00 | - | - |" in ablation  # at the ablation's k1
     assert "| Exp-A |  | ✓ |  |  | 81.00 | 61.00 | 86.18 | 77.93 |" in ablation
     assert "| Exp-C | ✓ | ✓ | ✓ |  | 83.00 | 63.00 | 92.87 | 86.31 |" in ablation
     assert not any(line.startswith("| Exp-D") for line in ablation)

@@ -178,9 +178,10 @@ def test_ablation_command_runs_the_experiments_and_report_tabulates_them(toy, tm
     assert main(["ablation", "--features", str(path), "--results", str(results), "--no-progress", "--set=acp.k1=8",
                  *settings]) == 0
     records = ResultsStore(results).records()
-    assert [r["method"] for r in records] == ["baseline"] + ["acp"] * 7 and all(r["status"] == "ok" for r in records)
-    assert {r["params"]["k1"] for r in records[1:]} == {8} and records[1]["overrides"]["memory"] is False
+    assert [r["method"] for r in records] == ["baseline", "aqe"] + ["acp"] * 7 and all(r["status"] == "ok" for r in records)
+    assert records[1]["params"] == {"k": 8} and {r["params"]["k1"] for r in records[2:]} == {8}
+    assert records[2]["overrides"]["memory"] is False
     assert main(["report", "--results", str(results)]) == 0
     table = (results / "tables" / "acp-ablation-toy.md").read_text()
-    assert table.count("| Exp-") == 7 and "python -m rerankbench ablation" in table
+    assert table.count("| Exp-") == 7 and "| AQE (uniform weights) |" in table and "python -m rerankbench ablation" in table
     capsys.readouterr()
