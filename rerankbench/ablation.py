@@ -55,7 +55,7 @@ def ablation_tables(records: list[dict]) -> dict[str, str]:
     parameters on one test set) and every one-parameter architecture sweep in `records`."""
     ok = [r for r in latest(records) if r.get("status") == "ok" and r.get("trial", 0) == 0]
     baselines = {dataset_key(r): r for r in ok if r["method"] == "baseline" and not r.get("overrides")}
-    uniform = {(dataset_key(r), str(r["params"]["k"])): r for r in ok if r["method"] == "aqe"}
+    uniform = {(dataset_key(r), str(r["params"].get("k"))): r for r in ok if r["method"] == "aqe"}
     tables = {}
     acp = [r for r in ok if r["method"] == "acp"]
     for (key, rest), group in _groups(acp, lambda r: tuple(r["params"][m] for m in MODULES)).items():
