@@ -25,7 +25,7 @@ import dataclasses
 import torch
 
 from rerankbench.acp.config import PRESETS, AcpConfig
-from rerankbench.acp.training import TrainingSettings, checkpoint_folder, model_inputs, train
+from rerankbench.acp.training import TrainingSettings, checkpoint_folder, model_inputs, model_name, train
 from rerankbench.distances import FeatureDistances
 from rerankbench.expansion import expand
 from rerankbench.reranker import DATA_DEPENDENT, Reranker, parse_number
@@ -90,8 +90,9 @@ class AttentionCorrelationPredictor(Reranker):
         """The trained model for these parameters: from the shared steps, its checkpoint, or trained now."""
         fs = shared.fs
         config, settings, seed = self.recipe(fs)
-        named = checkpoint_folder(shared.cache_dir or ".", fs.name.partition("_")[0], fs.train, config, settings, seed)
-        folder = None if shared.cache_dir is None else named
+        family = fs.name.partition("_")[0]
+        folder = None if shared.cache_dir is None else checkpoint_folder(shared.cache_dir, family, fs.train, config,
+                                                                          settings, seed)
 
         def make():
             result = train(fs.train, config, settings, folder, seed, str(shared.device), shared.show_progress, log)
@@ -99,7 +100,7 @@ class AttentionCorrelationPredictor(Reranker):
             return result, {**result.describe(), "config": dataclasses.asdict(config),
                             "settings": dataclasses.asdict(settings), "train_images": len(fs.train),
                             "train_fingerprint": fs.train.fingerprint}
-        return shared.learned(f"acp-{named.name}", make)
+        return shared.learned(f"acp-{model_name(family, fs.train, config, settings, seed)}", make)
 
     def details(self, shared):
         """The record's account of the model: its checkpoint, training time and losses, config and settings."""

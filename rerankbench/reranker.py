@@ -58,7 +58,8 @@ class Reranker:
             elif isinstance(default, bool):
                 value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
             elif isinstance(default, (int, float)) or default == DATA_DEPENDENT:
-                value = parse_number(value, key, self.name, integer=isinstance(default, int) or default == DATA_DEPENDENT)
+                value = parse_number(value, key, self.name, integer=isinstance(default, int) or default == DATA_DEPENDENT,
+                                     minimum=0 if default == 0 else 1)
             out[key] = value
         return out
 
@@ -87,7 +88,8 @@ class Reranker:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params.items())})"
 
 
-def parse_number(value: Any, key: str, method: str, integer: bool) -> int | float:
+def parse_number(value: Any, key: str, method: str, integer: bool, minimum: int = 1) -> int | float:
+    """A finite number; a whole one >= `minimum` if `integer` (a parameter whose default is 0, a seed, may be 0)."""
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -95,10 +97,8 @@ def parse_number(value: Any, key: str, method: str, integer: bool) -> int | floa
     if not math.isfinite(number):
         raise ValueError(f"parameter {method}.{key} must be a finite number, got {value!r}")
     if integer:
-        if key == "seed":  # the one whole-number parameter that may be 0
-            if number != int(number) or number < 0:
-                raise ValueError(f"parameter {method}.{key} must be a whole number >= 0, got {value!r}")
-        elif number != int(number) or number < 1:
-            raise ValueError(f"parameter {method}.{key} must be a positive whole number, got {value!r}")
+        if number != int(number) or number < minimum:
+            kind = "positive whole number" if minimum == 1 else f"whole number >= {minimum}"
+            raise ValueError(f"parameter {method}.{key} must be a {kind}, got {value!r}")
         return int(number)
     return number

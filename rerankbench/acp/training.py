@@ -159,15 +159,20 @@ def _save(folder: Path, identity: dict, trained: TrainedAcp, optimiser: torch.op
             older.unlink()
 
 
-def checkpoint_folder(cache_dir: str | Path, family: str, split: Split, config: AcpConfig,
-                      settings: TrainingSettings, seed: int) -> Path:
-    """<cache>/acp/<family>-<train split's fingerprint>-<digest of the config and settings>-seed<seed>:
-    one folder per model, so that a sweep over architectures or budgets never mixes checkpoints
-    (the epoch count is left out: asking for more epochs resumes)."""
+def model_name(family: str, split: Split, config: AcpConfig, settings: TrainingSettings, seed: int) -> str:
+    """<family>-<train split's fingerprint>-<digest of the config and settings>-seed<seed>: one name
+    per model, so that a sweep over architectures or budgets never mixes checkpoints (the epoch
+    count is left out: asking for more epochs resumes)."""
     recipe = {"config": dataclasses.asdict(config),
               "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "epochs"}}
     digest = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(cache_dir) / "acp" / f"{family}-{split.fingerprint[:10]}-{digest}-seed{seed}"
+    return f"{family}-{split.fingerprint[:10]}-{digest}-seed{seed}"
+
+
+def checkpoint_folder(cache_dir: str | Path, family: str, split: Split, config: AcpConfig,
+                      settings: TrainingSettings, seed: int) -> Path:
+    """<cache>/acp/<model_name>."""
+    return Path(cache_dir) / "acp" / model_name(family, split, config, settings, seed)
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:
