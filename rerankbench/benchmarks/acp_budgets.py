@@ -16,23 +16,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import environment
-from .acp.training import model_inputs
-from .benchmark_files import machine_line, write_report
-from .featureset import Split
-from .cell import TimedDistances
-from .memory import peak_rss_mb, reset_peak_rss
-from .neighbours import build_knn_graph
-from .protocols import evaluate_all
-from .registry import datasets, method
-from .shared import SharedSteps
+from ..acp.training import model_inputs
+from ..engine.neighbours import build_knn_graph
+from ..engine.registry import datasets, method
+from ..engine.shared import SharedSteps
+from ..evaluation.protocols import evaluate_all
+from ..features.featureset import Split
+from ..harness.cell import TimedDistances
+from ..harness.memory import peak_rss_mb, reset_peak_rss
+from ..harness.provenance import describe
+from ..runtime.device import resolve_device
+from .report_files import machine_line, write_report
 
 BUDGETS = {"training_s": 30 * 60, "expansion_s": 3 * 60, "rerank_s": 3 * 60}
 
 
 def run(dataset: str = "msmt17", scale: float = 1.0, params: dict | None = None, device: str = "cpu",
         results: str | Path = "results", output: str | Path = "results/benchmarks", log=print) -> dict:
-    device = environment.resolve_device(device)
+    device = resolve_device(device)
     fs = datasets()[dataset].load(scale, with_train=True, cache_dir=Path(results) / "cache", show_progress=True)
     acp = method("acp", **(params or {}))
     resolved = acp.resolved(fs)
@@ -76,7 +77,7 @@ def run(dataset: str = "msmt17", scale: float = 1.0, params: dict | None = None,
     figures["rerank_s"] = figures["expansion_s"] + figures["distances_s"]
     figures["sequences_per_s"] = figures["sequences"] / figures["expansion_s"]
     figures["training_sequences_per_s"] = figures["trained_sequences"] / figures["training_s"]
-    figures.update(environment.describe(device))
+    figures.update(describe(device))
     log(f"re-ranking: {figures['rerank_s']:.0f} s ({figures['sequences_per_s']:.0f} sequences/s); "
         f"mAP {figures['metrics']['map']:.2f} (baseline {figures['baseline_metrics']['map']:.2f})")
     _write(figures, Path(output), params or {})

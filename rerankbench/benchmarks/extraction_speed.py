@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import environment
-from .benchmark_files import machine_line, write_report
-from .backbone import ResNet50
-from .extraction import Extraction, extract
+from ..features.backbone import ResNet50
+from ..features.extraction import Extraction, extract
+from ..harness.provenance import describe
+from ..runtime.device import resolve_device
+from .report_files import machine_line, write_report
 
 
 def run(images: int = 64, batch_size: int = 32, height: int = 256, width: int = 128, flip: bool = False,
@@ -27,7 +28,7 @@ def run(images: int = 64, batch_size: int = 32, height: int = 256, width: int = 
         log=print) -> dict:
     if threads:
         torch.set_num_threads(threads)
-    device = environment.resolve_device(device)
+    device = resolve_device(device)
     preprocessing = Extraction("random weights", flip=flip).preprocessing((height, width))
     model = ResNet50(last_stride=1)
     rng = np.random.default_rng(0)
@@ -42,7 +43,7 @@ def run(images: int = 64, batch_size: int = 32, height: int = 256, width: int = 
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
     figures = {"images": images, "batch_size": batch_size, "height": height, "width": width, "flip": flip,
-               "seconds": seconds, "images_per_s": images / seconds, "note": note, **environment.describe(device)}
+               "seconds": seconds, "images_per_s": images / seconds, "note": note, **describe(device)}
     log(f"{images} images of {height}x{width} in {seconds:.1f} s: {figures['images_per_s']:.1f} images/s "
         f"on {figures['device']} with {figures['threads']} threads")
     _write(figures, Path(output))

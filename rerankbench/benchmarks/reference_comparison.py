@@ -24,16 +24,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import environment
-from .benchmark_files import machine_line, write_report
-from .distances import PrecomputedDistances, euclidean_blocks
-from .memory import peak_rss_mb, reset_peak_rss
-from .protocols import evaluate_all
+from ..engine import registry
+from ..engine.distances import PrecomputedDistances, euclidean_blocks
+from ..engine.shared import SharedSteps
+from ..evaluation.protocols import evaluate_all
+from ..harness.cell import TimedDistances
+from ..harness.memory import peak_rss_mb, reset_peak_rss
+from ..harness.provenance import describe
+from .report_files import machine_line, write_report
 
 
 def _load(dataset: str, scale: float, cache_dir: str):
-    from .registry import datasets
-    return datasets()[dataset].load(scale=scale, cache_dir=cache_dir)
+    return registry.datasets()[dataset].load(scale=scale, cache_dir=cache_dir)
 
 
 def _reference_side(reference: str, dataset: str, scale: float, cache_dir: str, params: dict) -> dict:
@@ -67,14 +69,11 @@ def _reference_side(reference: str, dataset: str, scale: float, cache_dir: str, 
 
 
 def _our_side(dataset: str, scale: float, cache_dir: str, params: dict) -> dict:
-    from .cell import TimedDistances
-    from .methods.k_reciprocal import KReciprocal
-    from .shared import SharedSteps
     fs = _load(dataset, scale, cache_dir)
     reset_peak_rss()
     start = time.perf_counter()
     shared = SharedSteps(fs)  # no cache: everything is computed here
-    method = KReciprocal(**params)
+    method = registry.method("k_reciprocal", **params)
     method.prepare(shared)
     distances_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -101,8 +100,7 @@ def compare(reference: str, dataset: str = "market1501", scale: float = 1.0, cac
         raise FileNotFoundError(f"{reference}: no such file (give the path of re_ranking_ranklist.py "
                                 "from a checkout of zhunzhong07/person-re-ranking)")
     fs = _load(dataset, scale, cache_dir)  # generate (and cache) the twin before anything is timed
-    from .methods.k_reciprocal import KReciprocal
-    params = KReciprocal().resolved(fs)
+    params = registry.method("k_reciprocal").resolved(fs)
     figures = {"dataset": dataset, "scale": scale, "num_query": fs.num_query, "num_gallery": fs.num_gallery,
                "dim": fs.dim, "params": params, "reference": Path(reference).name}
     log(f"{dataset} twin {fs.num_query} x {fs.num_gallery}, {params}")
@@ -117,7 +115,7 @@ def compare(reference: str, dataset: str = "market1501", scale: float = 1.0, cac
     keys = ("cmc1", "cmc5", "cmc10", "map", "minp")
     figures["metrics_equal"] = all(ours["metrics"][key] == ref["metrics"][key] for key in keys)
     figures["largest_metric_difference"] = max(abs(ours["metrics"][key] - ref["metrics"][key]) for key in keys)
-    figures.update(environment.describe(torch.device("cpu")))
+    figures.update(describe(torch.device("cpu")))
     _write(figures, Path(output))
     return figures
 

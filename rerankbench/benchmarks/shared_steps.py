@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import environment
-from .benchmark_files import machine_line, write_report
-from .memory import peak_rss_mb
-from .neighbours import block_rows, build_knn_graph
-from .protocols import evaluate_all
-from .registry import datasets
-from .shared import SharedSteps
+from ..engine.neighbours import block_rows, build_knn_graph
+from ..engine.registry import datasets
+from ..engine.shared import SharedSteps
+from ..evaluation.protocols import evaluate_all
+from ..harness.memory import peak_rss_mb
+from ..harness.provenance import describe
+from ..runtime.device import resolve_device
+from .report_files import machine_line, write_report
 
 
 def bare_product(rows: torch.Tensor, columns: torch.Tensor) -> float:
@@ -39,7 +40,7 @@ def bare_product(rows: torch.Tensor, columns: torch.Tensor) -> float:
 
 def run(dataset: str = "msmt17", scale: float = 1.0, k: int = 100, device: str = "cpu",
         output: str | Path = "results/benchmarks", log=print) -> dict:
-    device = environment.resolve_device(device)
+    device = resolve_device(device)
     start = time.perf_counter()
     fs = datasets()[dataset].load(scale=scale)
     figures = {"dataset": dataset, "scale": scale, "num_query": fs.num_query, "num_gallery": fs.num_gallery,
@@ -67,7 +68,7 @@ def run(dataset: str = "msmt17", scale: float = 1.0, k: int = 100, device: str =
     figures["peak_rss_mb"] = peak_rss_mb()
     figures["knn_over_bare"] = figures["knn_graph_s"] / figures["bare_xxt_s"]
     figures["evaluation_over_bare"] = figures["baseline_evaluation_s"] / figures["bare_qgt_s"]
-    figures.update(environment.describe(device))
+    figures.update(describe(device))
     log(f"baseline evaluation: {figures['baseline_evaluation_s']:.1f} s; peak RSS {figures['peak_rss_mb']:.0f} MB")
     _write(figures, Path(output))
     return figures

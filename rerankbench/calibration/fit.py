@@ -22,12 +22,12 @@ import math
 import numpy as np
 import torch
 
-from .distances import FeatureDistances
-from .evaluation import score_queries, summarise
-from .neighbours import euclidean_from_similarity
-from .paper import paper_baseline
-from .synthetic import combine
-from .twin import TwinDataset
+from ..engine.distances import FeatureDistances
+from ..engine.neighbours import euclidean_from_similarity
+from ..evaluation.metrics import score_queries, summarise
+from ..reports.paper import paper_baseline
+from ..twins.synthetic import combine
+from ..twins.twin import TwinDataset
 
 TOLERANCE = 0.3  # points: how close a solved metric must come to its target
 VIEW_SHARE_BRACKET = (0.0, 0.85)
@@ -144,7 +144,7 @@ def check(dataset: TwinDataset, seed: int = 0) -> dict:
     """Full-scale baseline metrics of the twin as registered: test split under its own
     protocol (all queries; VehicleID's 10 draws), and the train split (Table VI): 2,000 seeded
     train images as queries against the rest."""
-    from .protocols import evaluate_all
+    from ..evaluation.protocols import evaluate_all
     fs = dataset.load(scale=1.0, seed=seed, with_train=True)
     test = evaluate_all(FeatureDistances(torch.from_numpy(fs.stacked())), fs)
     train = fs.train

@@ -4,9 +4,9 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from . import calibration
-from .paper import paper_baseline, paper_train_baseline
-from .registry import datasets
+from ..engine.registry import datasets
+from ..reports.paper import paper_baseline, paper_train_baseline
+from . import fit as calibration
 
 WITHIN = 3.0  # points: how close a full-scale twin's baseline must be to the paper's
 
@@ -42,7 +42,7 @@ def _within(name: str, row: dict) -> bool:
 def report(rows: dict[str, dict]) -> str:
     lines = [
         "# Calibration of the synthetic twins", "",
-        "Each twin's generator (rerankbench/synthetic.py) has two fitted parameters per test set, the image",
+        "Each twin's generator (rerankbench/twins/synthetic.py) has two fitted parameters per test set, the image",
         "noise and the view share (datasets/*.py); they were fitted with `python -m rerankbench calibrate --fit`",
         "so that the baseline on the full-scale twin lands on the paper's baseline (Table V); VERI-Wild",
         "medium's were interpolated between small and large, and checked here. This table was",

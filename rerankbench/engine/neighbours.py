@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .progress import progress
+from ..runtime.progress import progress
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,19 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from functools import lru_cache
+from types import ModuleType
 
+from ..twins.twin import TwinDataset
 from .reranker import Reranker
-from .twin import TwinDataset
+
+METHODS_PACKAGE, DATASETS_PACKAGE = "rerankbench.methods", "rerankbench.datasets"  # methods/ and datasets/, installed there
 
 
 @lru_cache(maxsize=None)
 def methods() -> dict[str, type[Reranker]]:
-    from . import methods as package
     found = {}
-    for module in pkgutil.iter_modules(package.__path__):
-        for value in vars(importlib.import_module(f"{package.__name__}.{module.name}")).values():
+    for module in plugins(METHODS_PACKAGE):
+        for value in vars(module).values():
             if isinstance(value, type) and issubclass(value, Reranker) and "name" in vars(value):
                 found[value.name] = value
     return dict(sorted(found.items(), key=lambda item: rank_in(METHOD_ORDER, item[0])))
@@ -28,12 +30,18 @@ def methods() -> dict[str, type[Reranker]]:
 
 @lru_cache(maxsize=None)
 def datasets() -> dict[str, TwinDataset]:
-    from . import datasets as package
     found = {}
-    for module in pkgutil.iter_modules(package.__path__):
-        for dataset in getattr(importlib.import_module(f"{package.__name__}.{module.name}"), "DATASETS", []):
+    for module in plugins(DATASETS_PACKAGE):
+        for dataset in getattr(module, "DATASETS", []):
             found[dataset.name] = dataset
     return dict(sorted(found.items(), key=lambda item: rank_in(DATASET_ORDER, item[0])))
+
+
+def plugins(package_name: str) -> list[ModuleType]:
+    """Every module of a plug-in package, imported by name: the package never imports a method or
+    dataset file itself, so they may build on any part of it (tests/test_layout.py)."""
+    package = importlib.import_module(package_name)
+    return [importlib.import_module(f"{package_name}.{module.name}") for module in pkgutil.iter_modules(package.__path__)]
 
 
 METHOD_ORDER = ["baseline", "aqe", "alpha_qe", "k_reciprocal", "alpha_qe_k_reciprocal", "sca", "ecn", "gnn", "acp"]

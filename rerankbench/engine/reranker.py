@@ -9,10 +9,10 @@ features, the exact kNN graph, the query-gallery distances) and returns `Distanc
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
+from ..features.featureset import FeatureSet
 from .distances import Distances
-from .featureset import FeatureSet
 
 DATA_DEPENDENT = "N/C"
 
@@ -72,13 +72,18 @@ class Reranker:
         query-gallery distances, and for methods on derived features their shared steps."""
         shared.build(self.neighbours_needed(shared.fs), self.uses_distances)
 
-    def rerank(self, shared) -> Distances:  # shared: rerankbench.shared.SharedSteps
+    def rerank(self, shared) -> Distances:  # shared: rerankbench.engine.shared.SharedSteps
         raise NotImplementedError
 
     @classmethod
     def brief(cls, params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
         """The parameters a one-line summary shows (run's printed table): all of them, unless a method has many."""
         return params
+
+    def trained(self, shared, log: Callable[[str], None] = lambda line: None):
+        """A learned method (`needs_train`): its model, trained on the feature set's train split or
+        loaded from its checkpoint, once per recipe (`shared.learned`)."""
+        raise NotImplementedError(f"method {self.name!r} learns nothing")
 
     def details(self, shared) -> dict:
         """What the record keeps besides parameters and metrics (a learned method: its training)."""

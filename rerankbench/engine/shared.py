@@ -2,7 +2,7 @@
 
 Every method and every parameter value of a sweep reuses: the L2-normalised X = [Q; G] on
 the chosen device, the exact kNN graph over X (neighbours.py) and the distances between
-every candidate query row and gallery row (protocols.candidate_rows). Each step is timed
+every candidate query row and gallery row (features.trials.candidate_rows). Each step is timed
 apart (`timings`) and, given a cache folder, written to disk so that later runs and other
 processes load it instead of computing it again. A method that re-ranks derived features
 (alpha-QE + k-reciprocal works on alpha-QE-expanded X) gets the same steps over them from
@@ -20,11 +20,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..features.featureset import FeatureSet
+from ..features.trials import candidate_rows
+from ..runtime.progress import progress
 from .distances import PrecomputedDistances, euclidean_blocks
-from .featureset import FeatureSet
 from .neighbours import KnnGraph, build_knn_graph
-from .progress import progress
-from .protocols import candidate_rows
 
 
 class SharedSteps:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .neighbours import block_rows
+from ..engine.neighbours import block_rows
 
 
 @dataclass(frozen=True)

@@ -1,57 +1,20 @@
-"""Evaluation protocols (spec/evaluation.md): which rows are queries and gallery, and how
-per-query scores become the reported metrics.
+"""Metrics under each evaluation protocol (spec/evaluation.md): a method's distances scored over
+the protocol's trials (features/trials.py) and summarised as the protocol says.
 
 - "market": the canonical fast-reid / torchreid protocol, one trial: Q against G.
 - "market-official": the same ranking, scored like Market-1501's official MATLAB code
   (trapezoid AP, averaged over all queries).
-- "vehicleid": 10 seeded draws over the pool Q + G; in each, one random image per identity
-  forms the gallery and every other image is a query; no camera filtering. Metrics are the
+- "vehicleid": 10 seeded draws over the pool Q + G; no camera filtering. Metrics are the
   mean over the draws, with their standard deviation as `<metric>_std`.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .distances import Distances
-from .evaluation import score_queries, summarise
-from .featureset import FeatureSet
-
-PROTOCOLS = ("market", "market-official", "vehicleid")
-VEHICLEID_DRAWS = 10
-
-
-def check_protocol(name: str) -> str:
-    if name not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
-    return name
-
-
-def trials(fs: FeatureSet) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(query rows, gallery rows) of X = [Q; G] for each trial of the feature set's protocol."""
-    m, t = fs.num_query, fs.num_query + fs.num_gallery
-    if fs.protocol != "vehicleid":
-        return [(np.arange(m), np.arange(m, t))]
-    ids = np.concatenate([fs.query.ids, fs.gallery.ids])
-    draws = []
-    for seed in range(VEHICLEID_DRAWS):
-        gallery = one_per_identity(ids, np.random.default_rng(seed))
-        draws.append((np.setdiff1d(np.arange(t), gallery), gallery))
-    return draws
-
-
-def one_per_identity(ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Indices (sorted) of one randomly chosen row per identity."""
-    order = rng.permutation(len(ids))
-    _, first = np.unique(ids[order], return_index=True)
-    return np.sort(order[first])
-
-
-def candidate_rows(fs: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
-    """Every row that can be a query, and every row that can be in the gallery, over all trials."""
-    m, t = fs.num_query, fs.num_query + fs.num_gallery
-    if fs.protocol == "vehicleid":
-        return np.arange(t), np.arange(t)
-    return np.arange(m), np.arange(m, t)
+from ..engine.distances import Distances
+from ..features.featureset import FeatureSet
+from ..features.trials import trials
+from .metrics import score_queries, summarise
 
 
 def evaluate_all(distances: Distances, fs: FeatureSet) -> dict:

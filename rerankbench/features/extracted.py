@@ -12,20 +12,28 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 
 from .checkpoint import file_sha256, load_backbone
 from .extraction import Extraction, extract
 from .featureset import FeatureSet, Split
-from .released import Images
-from .twin import TwinDataset
+from .released import Images, ReleasedLayout
 
 CACHE_VERSION = 1
 
 
-def released_feature_set(dataset: TwinDataset, data_root: str | Path, extraction: Extraction,
+class RegisteredDataset(Protocol):
+    """What reading a real dataset needs of a registered test set (twins.twin.TwinDataset has it)."""
+
+    name: str
+    protocol: str
+    k_override: int | None
+    released: ReleasedLayout | None
+
+
+def released_feature_set(dataset: RegisteredDataset, data_root: str | Path, extraction: Extraction,
                          cache_dir: str | Path | None = None, with_train: bool = False, show_progress: bool = False,
                          log: Callable[[str], None] | None = None) -> FeatureSet:
     """The test set's feature set from DATA_ROOT, with its train split when asked."""

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .environment import resolve_device
-from .progress import progress
+from ..runtime.device import resolve_device
+from ..runtime.progress import progress
 from .released import LayoutError
 
 MEAN = (0.485, 0.456, 0.406)

@@ -79,7 +79,7 @@ class FeatureSet:
     """One test set: query and gallery splits, optional train split, protocol and origin.
 
     protocol: "market" (canonical fast-reid/torchreid protocol), "market-official" (the
-    Market-1501 MATLAB code) or "vehicleid" (10 seeded gallery draws); see protocols.py.
+    Market-1501 MATLAB code) or "vehicleid" (10 seeded gallery draws); see trials.py and evaluation/protocols.py.
     source: where it came from, e.g. {"kind": "synthetic", "scale": 0.1, "seed": 0} or
     {"kind": "file", "path": "feats.npz"}; stored in every result record.
     default_k: the paper's k1 = round(N/C) unless the dataset overrides it (Table IV).
@@ -145,6 +145,13 @@ class FeatureSet:
 
     def with_protocol(self, protocol: str) -> "FeatureSet":
         return dataclasses.replace(self, protocol=protocol)
+
+    def summary(self) -> str:
+        """One line: sizes and feature blocks, e.g. "market1501: 3368 query, 15913 gallery, 12936 train
+        images; c5 2048-d, c3 512-d, c4 1024-d"."""
+        train = f", {len(self.train)} train" if self.train is not None else ""
+        blocks = "".join(f", {block} {array.shape[1]}-d" for block, array in self.query.blocks.items())
+        return f"{self.name}: {self.num_query} query, {self.num_gallery} gallery{train} images; c5 {self.dim}-d{blocks}"
 
     def describe(self) -> dict:
         """The dataset identity stored in result records."""

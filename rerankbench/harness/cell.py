@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import environment
-from .featureset import FeatureSet
+from ..engine.registry import method
+from ..engine.shared import SharedSteps
+from ..evaluation.protocols import evaluate_all
+from ..features.featureset import FeatureSet
 from .memory import peak_gpu_mb, peak_rss_mb, reset_peak_gpu, reset_peak_rss
-from .protocols import evaluate_all
-from .registry import method
-from .shared import SharedSteps
+from .provenance import describe
 from .store import cell_key
 
 METRICS = ("cmc1", "cmc5", "cmc10", "map", "minp")
@@ -43,7 +43,7 @@ def identity(cell: Cell, fs: FeatureSet, device: str, seed: int) -> dict:
 def failed_record(cell: Cell, fs: FeatureSet, device: torch.device, seed: int, error: str, **extra) -> dict:
     return {**identity(cell, fs, str(device), seed), "status": "failed", "error": error,
             **{metric: None for metric in METRICS}, "wall_s": None, "peak_rss_mb": None, "peak_gpu_mb": None,
-            **environment.describe(device), **extra}
+            **describe(device), **extra}
 
 
 def prepare(shared: SharedSteps, cells: list[Cell]) -> dict:
@@ -80,7 +80,7 @@ def run_cell(cell: Cell, shared: SharedSteps, seed: int, shared_summary: dict) -
     return {**identity(cell, fs, str(device), seed), "status": "ok", "error": None, **metrics,
             "wall_s": rerank_s + distances.seconds, "eval_s": total_s - distances.seconds,
             "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": peak_gpu_mb(device), "shared": shared_summary,
-            **instance.details(shared), **environment.describe(device)}
+            **instance.details(shared), **describe(device)}
 
 
 class TimedDistances:

@@ -3,7 +3,7 @@
 A task reserves the resources its cell is measured with -- one GPU on CUDA, else
 `cpus_per_cell` CPU cores, which are also its torch threads -- so no two timed cells share a
 device. Inside the task the cell runs with the same code as in a local run (cell.run_cell),
-and with a time or memory limit in a worker process watched as locally (harness.run_cells),
+and with a time or memory limit in a worker process watched as locally (local_executor.run_cells),
 so records, limits and failure reasons are the same. A task that is killed or lost (worker
 or node death) becomes a failed record; tasks are not retried, and a re-run of the command
 resumes with the cells that have no record.
@@ -23,9 +23,10 @@ from pathlib import Path
 
 import torch
 
+from ..engine.shared import SharedSteps
 from .cell import Cell, failed_record, prepare, run_cell
 from .loading import DataRequest
-from .shared import SharedSteps
+from .local_executor import run_cells
 
 INSTALL_HINT = "--executor ray needs Ray: pip install 'rerankbench[ray]' (or pip install 'ray>=2.9')"
 
@@ -93,7 +94,6 @@ def run_one_cell(request: DataRequest, cell: Cell, device: str, options) -> dict
     """A Ray task: one cell; returns its record. With a time or memory limit it runs in a worker
     process watched as in a local run; without, here, saving the start of a process per cell."""
     if options.time_limit is not None or options.memory_limit_mb is not None:
-        from .harness import run_cells
         (record,) = run_cells(request, request.load(), [cell], torch.device(device), options)
         return record
     torch.set_num_threads(options.threads)

@@ -1,27 +1,22 @@
-"""The harness: runs every (dataset, method, parameters, trial) cell and stores its record.
+"""The run loop: every (dataset, method, parameters, trial) cell that has no record yet is run
+and its record stored.
 
-Cells of one feature set run in one worker process (worker.py) after the shared steps.
-The harness watches it: a cell over the time limit, a worker over the memory limit or a
-worker that dies becomes a failed record, and a fresh worker takes the remaining cells.
-Records are appended as cells finish; cells already in the store are skipped unless forced.
-With `executor="ray"` the cells run as tasks on a Ray cluster instead (ray_executor.py).
+Cells already in the store are skipped unless forced; records are appended as cells finish.
+The cells of one feature set run through an executor: worker processes on this machine
+(local_executor.py), or tasks on a Ray cluster with `executor="ray"` (ray_executor.py).
 """
 from __future__ import annotations
 
-import multiprocessing
-import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cell import Cell, failed_record, identity
-from .environment import resolve_device
-from .extraction import Extraction
-from .loading import DataRequest
-from .memory import rss_mb
-from .registry import methods as methods_registry
+from ..engine.registry import methods as methods_registry
+from ..features.extraction import Extraction
+from ..runtime.device import resolve_device
+from .cell import Cell, identity
+from .loading import DataRequest, check_sources
+from .local_executor import run_cells
 from .store import ResultsStore
-from .worker import serve
 
 
 @dataclass(frozen=True)
@@ -44,6 +39,9 @@ class RunOptions:
     executor: str = "local"  # or "ray": the cells as tasks on a Ray cluster
     address: str | None = None  # the Ray cluster's; None starts a local instance
     cpus_per_cell: int | None = None  # cores a Ray task reserves (default: --threads, else a node's)
+
+    def __post_init__(self) -> None:
+        check_sources(self.features_file, self.data_root, self.extraction)
 
     @property
     def cache_dir(self) -> str:
@@ -97,7 +95,7 @@ def _usable(methods: list[tuple[str, dict]], fs, log) -> list[tuple[str, dict]]:
 def _executor(options: RunOptions):
     """run_cells, or its Ray counterpart once connected to the cluster."""
     if options.executor == "ray":
-        from .ray_executor import connect, run_cells_on_ray
+        from .ray_executor import connect, run_cells_on_ray  # Ray is imported only for --executor ray
         connect(options.address)
         return run_cells_on_ray
     if options.executor != "local":
@@ -105,73 +103,6 @@ def _executor(options: RunOptions):
     if options.address is not None or options.cpus_per_cell is not None:
         raise ValueError("--address and --cpus-per-cell are for --executor ray")
     return run_cells
-
-
-def run_cells(request, fs, cells, device, options):
-    """Yield one record per cell, restarting the worker after a cell that killed it."""
-    context = multiprocessing.get_context("spawn")
-    pending = list(cells)
-    while pending:
-        ours, theirs = context.Pipe()
-        worker = context.Process(target=serve, daemon=True, args=(
-            theirs, request, pending, str(device), options.seed, options.threads, options.show_progress))
-        worker.start()
-        try:
-            kind, payload = _wait(worker, ours, None, options.memory_limit_mb)  # start-up: no time limit
-            if kind != "ready":
-                for cell in pending:
-                    yield failed_record(cell, fs, device, options.seed, f"shared steps failed: {payload}")
-                return
-            summary = payload
-            while pending:
-                ours.send(("cell", pending[0]))
-                kind, payload = _wait(worker, ours, options.time_limit, options.memory_limit_mb)
-                cell = pending.pop(0)
-                if kind == "record":
-                    yield payload
-                    continue
-                yield failed_record(cell, fs, device, options.seed, payload, shared=summary)
-                if kind != "late":  # finished over the limit leaves a good worker; else it is gone
-                    break
-            else:
-                ours.send(("stop",))
-                worker.join(timeout=30)
-        finally:
-            if worker.is_alive():
-                worker.kill()
-            worker.join()
-
-
-def _wait(worker, connection, time_limit, memory_limit_mb) -> tuple[str, object]:
-    """The worker's next message, or why none came: out of time, out of memory, or death."""
-    start = time.monotonic()
-    while True:
-        if connection.poll(0.2):
-            try:
-                message = connection.recv()
-            except EOFError:  # the worker closed its end: it is gone
-                worker.join(timeout=5)
-                return "died", _death(worker.exitcode)
-            if time_limit is not None and time.monotonic() - start > time_limit:
-                return "late", f"out of time: over the {time_limit:g} s limit"
-            return message
-        if not worker.is_alive() and not connection.poll():
-            return "died", _death(worker.exitcode)
-        if time_limit is not None and time.monotonic() - start > time_limit:
-            worker.kill()
-            return "timeout", f"out of time: over the {time_limit:g} s limit"
-        rss = rss_mb(worker.pid)
-        if memory_limit_mb is not None and rss is not None and rss > memory_limit_mb:
-            worker.kill()
-            return "oom", f"out of memory: resident memory over the {memory_limit_mb:g} MB limit"
-
-
-def _death(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        name = signal.Signals(-exitcode).name
-        hint = " (the kernel kills a process that runs the machine out of memory this way)" if name == "SIGKILL" else ""
-        return f"worker killed by {name}{hint}"
-    return f"worker exited with status {exitcode}"
 
 
 def _describe(record: dict) -> str:

@@ -9,7 +9,7 @@ defaults, as the reference line of the plots.
 """
 from __future__ import annotations
 
-from .registry import methods
+from ..engine.registry import methods
 
 
 def parse_values(text: str) -> list:

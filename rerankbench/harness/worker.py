@@ -14,9 +14,9 @@ import traceback
 
 import torch
 
+from ..engine.shared import SharedSteps
 from .cell import Cell, prepare, run_cell
 from .loading import DataRequest
-from .shared import SharedSteps
 
 
 def serve(connection, request: DataRequest, cells: list[Cell], device: str, seed: int, threads: int | None,

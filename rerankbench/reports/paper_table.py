@@ -16,8 +16,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from ..engine.registry import DATASET_ORDER, METHOD_ORDER, datasets, methods, rank_in
 from .paper import paper_table5
-from .registry import DATASET_ORDER, METHOD_ORDER, datasets, methods, rank_in
 from .tables import dataset_key, latest
 
 METRIC_TITLES = {"cmc1": "CMC@1", "cmc5": "CMC@5", "map": "mAP"}

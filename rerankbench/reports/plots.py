@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..engine.registry import DATASET_ORDER, METHOD_ORDER, methods, rank_in
 from .paper_table import METRIC_TITLES, Entry, dataset_label, mark_best
-from .registry import DATASET_ORDER, METHOD_ORDER, methods, rank_in
 from .tables import dataset_key, latest
 
 SECOND_METRIC_ONLY = {"k2"}  # Fig. 12 shows mAP only; the other sweeps CMC@1 and mAP (CMC@5 on VehicleID)
@@ -84,6 +84,14 @@ def _paper_name(method: str, param: str) -> str:
 def _order(key: tuple):
     dataset, fingerprint, param, method, rest = key
     return rank_in(DATASET_ORDER, dataset), fingerprint, param, rank_in(METHOD_ORDER, method), rest
+
+
+def draw_sweeps(records: list[dict], folder: str | Path) -> list[Path]:
+    """Every sweep of `records` drawn into `folder` (the `plot` command); an error when there is none."""
+    figures = sweep_figures(records)
+    if not figures:
+        raise ValueError("no sweeps among the records (make one with 'sweep')")
+    return [path for figure in figures for path in draw(figure, folder)]
 
 
 def draw(figure: SweepFigure, folder: str | Path) -> list[Path]:

@@ -18,15 +18,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .ablation import ablation_tables
+from ..harness.store import RECORDS, ResultsStore
+from .ablation_tables import ablation_tables
 from .paper_table import METRIC_TITLES, build_table
 from .plots import draw, peak_table, sweep_figures
-from .store import RECORDS, ResultsStore
-from .table_formats import to_csv, to_latex, to_markdown
+from .table_formats import FORMATS, SUFFIXES
 from .tables import latest
 from .time_memory import time_memory_report
-
-FORMATS = {"md": to_markdown, "tex": to_latex, "csv": to_csv}
 
 
 def record_sets(results: str | Path) -> list[Path]:
@@ -53,8 +51,9 @@ def regenerate_set(folder: str | Path) -> list[Path]:
     except ValueError:  # a set of sweeps alone has no default-parameter records
         tables = {}
     for stem, table in tables.items():
-        for suffix, render in FORMATS.items():
+        for format, render in FORMATS.items():
             text = render(table)
+            suffix = SUFFIXES[format]
             if suffix == "md":
                 text += commands
             written.append(_write(folder / "tables" / f"{stem}.{suffix}", text))
@@ -85,6 +84,12 @@ def export(records: list[dict], folder: str | Path, datasets: list[str] | None =
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(record, sort_keys=True) + "\n" for record in chosen))
     return path
+
+
+def export_set(records: list[dict], folder: str | Path, datasets: list[str] | None = None,
+               methods: list[str] | None = None, scale: float | None = None) -> list[Path]:
+    """`export`: the chosen records as a new record set in `folder`, with its tables and plots."""
+    return [export(records, folder, datasets, methods, scale), *regenerate_set(folder)]
 
 
 def _commands(records: list[dict]) -> str:

@@ -92,3 +92,13 @@ def read_csv(text: str) -> list[dict]:
 
 def _parse(value: str):
     return None if value == "" else "-" if value == "-" else float(value)
+
+
+FORMATS = {"md": to_markdown, "latex": to_latex, "csv": to_csv}  # --format -> renderer
+SUFFIXES = {"md": "md", "latex": "tex", "csv": "csv"}
+
+
+def render(table: PaperTable, format: str) -> str:
+    if format not in FORMATS:
+        raise ValueError(f"unknown table format {format!r}; use {', '.join(FORMATS)}")
+    return FORMATS[format](table)

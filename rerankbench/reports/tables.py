@@ -1,7 +1,7 @@
 """Tables generated from the stored records, never edited by hand."""
 from __future__ import annotations
 
-from .registry import DATASET_ORDER, METHOD_ORDER, methods, rank_in
+from ..engine.registry import DATASET_ORDER, METHOD_ORDER, methods, rank_in
 
 
 def _order(record: dict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from .registry import DATASET_ORDER, METHOD_ORDER, rank_in
+from ..engine.registry import DATASET_ORDER, METHOD_ORDER, rank_in
 from .tables import dataset_key
 
 

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .progress import progress
-
+from ..runtime.progress import progress
 
 IDENTITY_BLOCK = 256
 

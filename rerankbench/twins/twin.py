@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .featureset import FeatureSet, Split
-from .protocols import one_per_identity
-from .released import ReleasedLayout
+from ..features.featureset import FeatureSet, Split
+from ..features.released import ReleasedLayout
+from ..features.trials import one_per_identity
 from .synthetic import Layout, SplitCounts, TwinModel, split_layout
 
 GENERATOR_VERSION = 1
@@ -41,7 +41,7 @@ class TwinDataset:
     distractors: int = 0
     k_override: int | None = None
     train_model: TwinModel | None = None  # default: model.for_train(); one per family where test sets share a train split
-    released: ReleasedLayout | None = None  # reading the real dataset (released.py); not an input of the twin
+    released: ReleasedLayout | None = None  # reading the real dataset (features/released.py); not an input of the twin
 
     def load(self, scale: float = 1.0, seed: int = 0, dim: int = 2048, with_train: bool = False,
              cache_dir: str | Path | None = None, show_progress: bool = False) -> FeatureSet:

@@ -6,8 +6,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from rerankbench import registry
-from rerankbench.synthetic import SplitCounts
+from rerankbench.engine import registry
+from rerankbench.twins.synthetic import SplitCounts
 
 SCALE, DIM = 0.02, 32
 ALL = ["market1501", "dukemtmc", "msmt17", "veri776", "veriwild_small", "veriwild_medium", "veriwild_large",

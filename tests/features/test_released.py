@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import released_trees as trees
-from rerankbench import registry
-from rerankbench.released import LayoutError
+from rerankbench.engine import registry
+from rerankbench.features.released import LayoutError
 
 
 def read(name, data_root):
@@ -143,7 +143,7 @@ def test_broken_folders_name_the_path(tmp_path, name, build, change, expected):
 
 
 def test_extraction_reports_an_unreadable_image(tmp_path):
-    from rerankbench.extraction import load_image
+    from rerankbench.features.extraction import load_image
     root = trees.veri776(tmp_path)
     path = root / "image_query" / "0002_c002_00030600_0.jpg"
     path.write_bytes(b"not a jpeg")

@@ -4,12 +4,12 @@ import json
 import pytest
 
 from rerankbench import cli
-from rerankbench.paper_table import build_table, duration, mark_best, Entry
-from rerankbench.plots import draw, peak_table, sweep_figures
-from rerankbench.report import export, regenerate
-from rerankbench.store import ResultsStore
-from rerankbench.sweep import parse_values, sweep_cells
-from rerankbench.table_formats import read_csv, to_csv, to_latex, to_markdown
+from rerankbench.harness.store import ResultsStore
+from rerankbench.harness.sweep import parse_values, sweep_cells
+from rerankbench.reports.paper_table import Entry, build_table, duration, mark_best
+from rerankbench.reports.plots import draw, peak_table, sweep_figures
+from rerankbench.reports.report import export, regenerate
+from rerankbench.reports.table_formats import read_csv, to_csv, to_latex, to_markdown
 
 
 def record(dataset="msmt17", method="baseline", cmc1=70.0, second=50.0, wall_s=1.0, status="ok", overrides=None,

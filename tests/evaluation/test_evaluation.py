@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from conftest import plain_euclidean, plain_normalise
-from rerankbench.distances import PrecomputedDistances
-from rerankbench.evaluation import score_queries, summarise
-from rerankbench.featureset import FeatureSet, Split
-from rerankbench.protocols import VEHICLEID_DRAWS, evaluate_all, trials
+from rerankbench.engine.distances import PrecomputedDistances
+from rerankbench.evaluation.metrics import score_queries, summarise
+from rerankbench.evaluation.protocols import evaluate_all
+from rerankbench.features.featureset import FeatureSet, Split
+from rerankbench.features.trials import VEHICLEID_DRAWS, trials
 
 EXACT = dict(abs=1e-12)
 
@@ -370,7 +371,7 @@ def test_vehicleid_ignores_cameras():
     plain, _, _ = _vehicleid_set(with_cams=False)
     with_cams, _, _ = _vehicleid_set(with_cams=True)
     x = torch.nn.functional.normalize(torch.from_numpy(plain.stacked()), dim=1)
-    from rerankbench.distances import FeatureDistances
+    from rerankbench.engine.distances import FeatureDistances
     a = evaluate_all(FeatureDistances(x), plain)
     b = evaluate_all(FeatureDistances(x), with_cams)
     assert a == b

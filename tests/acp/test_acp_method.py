@@ -12,12 +12,12 @@ import torch
 
 import rerankbench
 from conftest import assert_distances_close, make_featureset, plain_euclidean, plain_knn, plain_normalise
-from rerankbench import registry
 from rerankbench.cli import main
-from rerankbench.distances import materialise
-from rerankbench.featureset import FeatureSet, Split
-from rerankbench.shared import SharedSteps
-from rerankbench.store import ResultsStore
+from rerankbench.engine import registry
+from rerankbench.engine.distances import materialise
+from rerankbench.engine.shared import SharedSteps
+from rerankbench.features.featureset import FeatureSet, Split
+from rerankbench.harness.store import ResultsStore
 
 TINY = {"layers": 1, "heads": 2, "slots": 2, "d_memory": 4, "d": 8, "epochs": 2, "epoch_size": 48}
 
@@ -160,8 +160,8 @@ def _train_in(results, fs, epochs):
 
 
 def test_features_file_train_keys_are_both_or_neither(toy, tmp_path):
-    from rerankbench.feature_file import load_features_file
-    from rerankbench.featureset import FeatureError
+    from rerankbench.features.feature_file import load_features_file
+    from rerankbench.features.featureset import FeatureError
     path = tmp_path / "half.npz"
     np.savez(path, qf=toy.query.features, gf=toy.gallery.features, q_ids=toy.query.ids, g_ids=toy.gallery.ids,
              tf=toy.train.features)

@@ -8,9 +8,16 @@ import pytest
 import torch
 
 import rerankbench
-from rerankbench import registry
-from conftest import (assert_distances_close, clustered_set, make_featureset, plain_euclidean, plain_knn,
-                      plain_normalise, random_set)
+from conftest import (
+    assert_distances_close,
+    clustered_set,
+    make_featureset,
+    plain_euclidean,
+    plain_knn,
+    plain_normalise,
+    random_set,
+)
+from rerankbench.engine import registry
 
 
 # ----------------------------------------------------------------------- plain references

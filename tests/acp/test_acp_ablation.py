@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from rerankbench.ablation import EXPERIMENTS, MODULES, ablation_cells, ablation_tables
+from rerankbench.acp.ablation import EXPERIMENTS, MODULES, ablation_cells
+from rerankbench.reports.ablation_tables import ablation_tables
 
 ACP_DEFAULTS = {"k1": 25, "k2": 6, "preset": "basic", "layers": 3, "slots": 8, "heads": 16, "d_memory": 32, "d": 256,
                 "dropout": 0.4, "gamma": 2.0, "fusion": True, "encoder": True, "memory": True, "refinement": True,

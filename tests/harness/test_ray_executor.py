@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from rerankbench.harness import RunOptions, run_benchmark
-from rerankbench.store import ResultsStore
-from rerankbench.sweep import sweep_cells
+from rerankbench.harness.runner import RunOptions, run_benchmark
+from rerankbench.harness.store import ResultsStore
+from rerankbench.harness.sweep import sweep_cells
 
 OPTIONS = dict(scale=0.02, dim=32, show_progress=False, threads=1)  # one thread in both executors
 CELLS = sweep_cells(["aqe", "k_reciprocal"], "k1", [3, 5], {})
@@ -83,7 +83,7 @@ def test_limits_on_ray_give_failed_records(ray, tmp_path):
 def test_cell_resources(ray):
     import torch
 
-    from rerankbench.ray_executor import cell_resources
+    from rerankbench.harness.ray_executor import cell_resources
     assert cell_resources(ray, torch.device("cpu"), 1) == {"num_cpus": 1, "num_gpus": 0}
     assert cell_resources(ray, torch.device("cpu"), None) == {"num_cpus": 2, "num_gpus": 0}  # the node's cores
     assert cell_resources(ray, torch.device("cuda"), None) == {"num_cpus": 1, "num_gpus": 1}

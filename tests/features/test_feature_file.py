@@ -8,8 +8,8 @@ import pytest
 import scipy.io
 import torch
 
-from rerankbench.feature_file import load_features_file
-from rerankbench.featureset import FeatureError
+from rerankbench.features.feature_file import load_features_file
+from rerankbench.features.featureset import FeatureError
 
 M, N, D = 6, 9, 8
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from conftest import assert_distances_close, make_featureset, plain_euclidean, plain_normalise
-from rerankbench.distances import materialise
-from rerankbench.neighbours import KnnGraph, build_knn_graph
-from rerankbench.shared import SharedSteps
+from rerankbench.engine.distances import materialise
+from rerankbench.engine.neighbours import KnnGraph, build_knn_graph
+from rerankbench.engine.shared import SharedSteps
 
 
 def brute_force_knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,9 +38,9 @@ def _with_duplicates(seed=0, rows=60, dim=8):
 def block_side(request, monkeypatch):
     """Square blocks of X X^T of this side (None: the default, one block for these sizes), so
     that the running merge of candidates across blocks and the transposed updates are tested."""
-    import rerankbench.neighbours
+    import rerankbench.engine.neighbours
     if request.param:
-        monkeypatch.setattr(rerankbench.neighbours, "GRAPH_BLOCK_BYTES", 4 * request.param ** 2)
+        monkeypatch.setattr(rerankbench.engine.neighbours, "GRAPH_BLOCK_BYTES", 4 * request.param ** 2)
     return request.param
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from rerankbench.neighbours import build_knn_graph, lookup_distances
-from rerankbench.sparse_rows import SparseRows, add_inner_products, add_min_overlap, ragged_range
+from rerankbench.engine.neighbours import build_knn_graph, lookup_distances
+from rerankbench.engine.sparse_rows import SparseRows, add_inner_products, add_min_overlap, ragged_range
 
 
 def random_sparse(rows=40, cols=30, density=0.15, seed=0):
@@ -49,8 +49,8 @@ def test_transpose_select_scale_and_row_sums():
 @pytest.mark.parametrize("budget", [1 << 23, 5])
 def test_combine_rows(budget, monkeypatch):
     # out[i] = sum_j w_ij A[n_ij]; a tiny budget forces one row per piece
-    import rerankbench.sparse_rows
-    monkeypatch.setattr(rerankbench.sparse_rows, "BUDGET", budget)
+    import rerankbench.engine.sparse_rows
+    monkeypatch.setattr(rerankbench.engine.sparse_rows, "BUDGET", budget)
     dense, a = random_sparse(40, 40)
     rng = np.random.default_rng(1)
     neighbours = rng.integers(0, 40, (40, 3))
@@ -62,8 +62,8 @@ def test_combine_rows(budget, monkeypatch):
 
 @pytest.mark.parametrize("budget", [1 << 23, 7])
 def test_overlaps(budget, monkeypatch):
-    import rerankbench.sparse_rows
-    monkeypatch.setattr(rerankbench.sparse_rows, "BUDGET", budget)
+    import rerankbench.engine.sparse_rows
+    monkeypatch.setattr(rerankbench.engine.sparse_rows, "BUDGET", budget)
     a_dense, a = random_sparse(20, 30, seed=2)
     b_dense, b = random_sparse(25, 30, seed=3)
     rows = torch.tensor([4, 0, 19, 4])

@@ -7,7 +7,7 @@ import pytest
 
 import rerankbench
 from conftest import assert_distances_close, clustered_set, plain_euclidean, plain_knn, plain_normalise, random_set
-from rerankbench.featureset import FeatureSet, Split
+from rerankbench.features.featureset import FeatureSet, Split
 
 
 # ----------------------------------------------------------------------- plain references

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rerankbench import registry
-from rerankbench.distances import materialise
-from rerankbench.protocols import trials
-from rerankbench.reranker import DATA_DEPENDENT, Reranker
-from rerankbench.shared import SharedSteps
+from rerankbench.engine import registry
+from rerankbench.engine.distances import materialise
+from rerankbench.engine.reranker import DATA_DEPENDENT, Reranker
+from rerankbench.engine.shared import SharedSteps
+from rerankbench.features.trials import trials
 
 METHODS = list(registry.methods())
 QUICK = {"acp": {"layers": 1, "heads": 2, "slots": 2, "d_memory": 4, "d": 8, "epochs": 1, "epoch_size": 32}}
@@ -57,11 +57,11 @@ def test_constructor_stores_params_only(name, monkeypatch):
     # no work in the constructor: the shared steps and the kNN graph may not be touched
     def forbidden(*args, **kwargs):
         raise AssertionError("the constructor did work")
-    import rerankbench.neighbours
-    import rerankbench.shared
-    monkeypatch.setattr(rerankbench.shared.SharedSteps, "knn_graph", forbidden)
-    monkeypatch.setattr(rerankbench.shared.SharedSteps, "query_gallery_distances", forbidden)
-    monkeypatch.setattr(rerankbench.neighbours, "build_knn_graph", forbidden)
+    import rerankbench.engine.neighbours
+    import rerankbench.engine.shared
+    monkeypatch.setattr(rerankbench.engine.shared.SharedSteps, "knn_graph", forbidden)
+    monkeypatch.setattr(rerankbench.engine.shared.SharedSteps, "query_gallery_distances", forbidden)
+    monkeypatch.setattr(rerankbench.engine.neighbours, "build_knn_graph", forbidden)
 
     assert cls().params == cls.defaults
     assert cls().params is not cls.defaults  # a copy: changing one instance's params leaves the class alone

@@ -3,14 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from rerankbench import registry
+from conftest import plain_knn, plain_normalise
 from rerankbench.acp.config import AcpConfig
 from rerankbench.acp.sequences import SequencePool
 from rerankbench.acp.training import TrainingSettings, checkpoint_folder, input_blocks, latest_checkpoint, train
 from rerankbench.cli import main
-from rerankbench.featureset import Split
-
-from conftest import plain_knn, plain_normalise
+from rerankbench.engine import registry
+from rerankbench.features.featureset import Split
 
 TINY = AcpConfig(layers=1, slots=2, heads=2, d_memory=4, d=8, dropout=0.2)
 QUICK = TrainingSettings(neighbours=40, sequence_length=8, false_matches=7, refine_length=3, epochs=2)

@@ -9,13 +9,13 @@ import torch
 from PIL import Image
 
 import released_trees as trees
-from rerankbench import registry
-from rerankbench.backbone import ResNet50
-from rerankbench.checkpoint import CheckpointError, file_sha256, load_backbone
 from rerankbench.cli import main
-from rerankbench.extracted import released_feature_set
-from rerankbench.extraction import Extraction, extract
-from rerankbench.store import ResultsStore
+from rerankbench.engine import registry
+from rerankbench.features.backbone import ResNet50
+from rerankbench.features.checkpoint import CheckpointError, file_sha256, load_backbone
+from rerankbench.features.extracted import released_feature_set
+from rerankbench.features.extraction import Extraction, extract
+from rerankbench.harness.store import ResultsStore
 
 SIZE = (32, 16)  # tiny inputs: the architecture is the real one, the images are not
 
@@ -163,7 +163,7 @@ def test_released_feature_set_and_its_cache(tmp_path, checkpoints, market, galle
     path = checkpoints["torchvision"]
     calls = []
     real_extract = extract
-    monkeypatch.setattr("rerankbench.extracted.extract", lambda model, paths, *a: calls.append(len(paths)) or
+    monkeypatch.setattr("rerankbench.features.extracted.extract", lambda model, paths, *a: calls.append(len(paths)) or
                         real_extract(model, paths, *a))
     dataset, cache = registry.datasets()["market1501"], tmp_path / "cache"
     messages = []

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import rerankbench
-from rerankbench import registry
-from rerankbench.harness import RunOptions, run_benchmark
-from rerankbench.store import RECORDS, ResultsStore, cell_key
+from rerankbench.engine import registry
+from rerankbench.harness.runner import RunOptions, run_benchmark
+from rerankbench.harness.store import RECORDS, ResultsStore, cell_key
 
 FIELDS = ["dataset", "method", "params", "status", "cmc1", "cmc5", "cmc10", "map", "minp", "wall_s", "eval_s",
           "peak_rss_mb", "peak_gpu_mb", "shared", "device", "threads", "seed", "versions", "git_commit", "date",
@@ -167,7 +167,7 @@ def test_wait_reports_a_worker_that_dies_without_answering():
     import os
     import signal
 
-    from rerankbench.harness import _wait
+    from rerankbench.harness.local_executor import _wait
 
     context = multiprocessing.get_context("spawn")
     for target, args, expected in [(os._exit, (3,), "worker exited with status 3"),
