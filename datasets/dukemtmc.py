@@ -10,9 +10,9 @@ Released layout: DukeMTMC-reID/{bounding_box_train,query,bounding_box_test}/ wit
 import re
 from pathlib import Path
 
-from rerankbench.released import PERSON_SIZE, ReleasedLayout, ReleasedSplits, scanned_splits, subfolder
-from rerankbench.synthetic import SplitCounts, TwinModel
-from rerankbench.twin import TwinDataset
+from rerankbench.features.released import PERSON_SIZE, ReleasedLayout, ReleasedSplits, scanned_splits, subfolder
+from rerankbench.twins.synthetic import SplitCounts, TwinModel
+from rerankbench.twins.twin import TwinDataset
 
 NAME = re.compile(r"(\d+)_c(\d+)_f\d+\.jpg")
 

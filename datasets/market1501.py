@@ -11,9 +11,9 @@ sequence 1, frame 000451, box 03.
 import re
 from pathlib import Path
 
-from rerankbench.released import PERSON_SIZE, ReleasedLayout, ReleasedSplits, scanned_splits, subfolder
-from rerankbench.synthetic import SplitCounts, TwinModel
-from rerankbench.twin import TwinDataset
+from rerankbench.features.released import PERSON_SIZE, ReleasedLayout, ReleasedSplits, scanned_splits, subfolder
+from rerankbench.twins.synthetic import SplitCounts, TwinModel
+from rerankbench.twins.twin import TwinDataset
 
 NAME = re.compile(r"(-1|\d+)_c(\d)s\d+_\d+_\d+\.jpg")
 

@@ -13,10 +13,19 @@ list_train.txt (list_val.txt's images are a held-out part of it, unused, as in f
 import re
 from pathlib import Path
 
-from rerankbench.released import (PERSON_SIZE, Images, ReleasedLayout, ReleasedSplits, images, list_lines,
-                                  name_fields, subfolder, whole_number)
-from rerankbench.synthetic import SplitCounts, TwinModel
-from rerankbench.twin import TwinDataset
+from rerankbench.features.released import (
+    PERSON_SIZE,
+    Images,
+    ReleasedLayout,
+    ReleasedSplits,
+    images,
+    list_lines,
+    name_fields,
+    subfolder,
+    whole_number,
+)
+from rerankbench.twins.synthetic import SplitCounts, TwinModel
+from rerankbench.twins.twin import TwinDataset
 
 NAME = re.compile(r"(\d+)_\d+_(\d+)_.+\.jpg")
 

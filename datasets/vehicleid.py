@@ -16,11 +16,20 @@ from pathlib import Path
 
 import numpy as np
 
-from rerankbench.protocols import one_per_identity
-from rerankbench.released import (VEHICLE_SIZE, Images, ReleasedLayout, ReleasedSplits, folder, images, list_lines,
-                                  subfolder, whole_number)
-from rerankbench.synthetic import SplitCounts, TwinModel
-from rerankbench.twin import TwinDataset
+from rerankbench.features.released import (
+    VEHICLE_SIZE,
+    Images,
+    ReleasedLayout,
+    ReleasedSplits,
+    folder,
+    images,
+    list_lines,
+    subfolder,
+    whole_number,
+)
+from rerankbench.features.trials import one_per_identity
+from rerankbench.twins.synthetic import SplitCounts, TwinModel
+from rerankbench.twins.twin import TwinDataset
 
 TRAIN = SplitCounts(13164, 113346)
 

@@ -11,9 +11,9 @@ name_train.txt, name_query.txt, name_test.txt (one file name a line); names like
 import re
 from pathlib import Path
 
-from rerankbench.released import VEHICLE_SIZE, ReleasedLayout, ReleasedSplits, listed, subfolder
-from rerankbench.synthetic import SplitCounts, TwinModel
-from rerankbench.twin import TwinDataset
+from rerankbench.features.released import VEHICLE_SIZE, ReleasedLayout, ReleasedSplits, listed, subfolder
+from rerankbench.twins.synthetic import SplitCounts, TwinModel
+from rerankbench.twins.twin import TwinDataset
 
 NAME = re.compile(r"(\d+)_c(\d+)_\d+_\d+\.jpg")
 

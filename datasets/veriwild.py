@@ -13,10 +13,20 @@ lines "00001/000001" (vehicle/image), and vehicle_info.txt, lines
 from functools import partial
 from pathlib import Path
 
-from rerankbench.released import (VEHICLE_SIZE, Images, LayoutError, ReleasedLayout, ReleasedSplits, folder, images,
-                                  list_lines, subfolder, whole_number)
-from rerankbench.synthetic import SplitCounts, TwinModel
-from rerankbench.twin import TwinDataset
+from rerankbench.features.released import (
+    VEHICLE_SIZE,
+    Images,
+    LayoutError,
+    ReleasedLayout,
+    ReleasedSplits,
+    folder,
+    images,
+    list_lines,
+    subfolder,
+    whole_number,
+)
+from rerankbench.twins.synthetic import SplitCounts, TwinModel
+from rerankbench.twins.twin import TwinDataset
 
 TRAIN = SplitCounts(30671, 277797, 173)
 

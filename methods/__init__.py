@@ -1,1 +1,1 @@
-"""One re-ranking method per file; each defines a `rerankbench.reranker.Reranker` subclass."""
+"""One re-ranking method per file; each defines a `rerankbench.engine.reranker.Reranker` subclass."""

@@ -24,18 +24,16 @@ import dataclasses
 
 import torch
 
-from rerankbench.acp.config import PRESETS, AcpConfig
+from rerankbench.acp.config import ARCHITECTURE, MODULES, PRESETS, AcpConfig
 from rerankbench.acp.training import TrainingSettings, checkpoint_folder, model_inputs, model_name, train
-from rerankbench.distances import FeatureDistances
-from rerankbench.expansion import expand
-from rerankbench.reranker import DATA_DEPENDENT, Reranker, parse_number
+from rerankbench.engine.distances import FeatureDistances
+from rerankbench.engine.expansion import expand
+from rerankbench.engine.reranker import DATA_DEPENDENT, Reranker, parse_number
 
 AUTO, FROM_PRESET = "auto", "preset"
 XL_TRAIN_IMAGES = 100_000  # the paper's Basic datasets train on <= 37,778 images, its XL ones on >= 113,346
 TWIN_EPOCH_SIZE = 3_000  # probes per epoch on a full-size twin
 SEQUENCES_PER_PASS = 32  # through the network at once when re-ranking: the activations stay in cache (fastest on CPU)
-ARCHITECTURE = ("layers", "slots", "heads", "d_memory", "d", "dropout", "gamma")
-MODULES = ("fusion", "encoder", "memory", "refinement")
 
 
 class AttentionCorrelationPredictor(Reranker):

@@ -5,9 +5,9 @@ x'_i = normalise( sum_{j in kNN(i, k)} max(x_i . x_j, 0)^alpha x_j ) for every r
 negative similarities are clipped to 0 so that a non-integer alpha never gives NaN.
 Paper setting: k = N/C, alpha = 3. (fast-reid's `aqe` is this method.)
 """
-from rerankbench.distances import FeatureDistances
-from rerankbench.expansion import expand
-from rerankbench.reranker import DATA_DEPENDENT, Reranker
+from rerankbench.engine.distances import FeatureDistances
+from rerankbench.engine.expansion import expand
+from rerankbench.engine.reranker import DATA_DEPENDENT, Reranker
 
 
 class AlphaQueryExpansion(Reranker):

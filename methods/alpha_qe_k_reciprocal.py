@@ -6,9 +6,9 @@ The expanded features need a kNN graph and query-gallery distances of their own:
 shared steps of the expanded set (`SharedSteps.derived`), built before the method is timed,
 cached, and reused by every k1 / k2 / lambda of a sweep.
 """
-from rerankbench.expansion import expand
+from rerankbench.engine.expansion import expand
+from rerankbench.engine.reranker import DATA_DEPENDENT, Reranker
 from rerankbench.methods.k_reciprocal import KReciprocal
-from rerankbench.reranker import DATA_DEPENDENT, Reranker
 
 
 class AlphaQeKReciprocal(Reranker):

@@ -6,9 +6,9 @@ matches pull the feature away, so AQE degrades fast as k grows (paper, Sec. IV-C
 """
 import torch
 
-from rerankbench.distances import FeatureDistances
-from rerankbench.expansion import expand
-from rerankbench.reranker import DATA_DEPENDENT, Reranker
+from rerankbench.engine.distances import FeatureDistances
+from rerankbench.engine.expansion import expand
+from rerankbench.engine.reranker import DATA_DEPENDENT, Reranker
 
 
 class AverageQueryExpansion(Reranker):

@@ -1,5 +1,5 @@
 """Baseline: no re-ranking. d(q, g) = ||q - g|| for L2-normalised features (= sqrt(2 - 2 cos))."""
-from rerankbench.reranker import Reranker
+from rerankbench.engine.reranker import Reranker
 
 
 class Baseline(Reranker):

@@ -12,9 +12,9 @@ Parameters k = 25, t = 3, q = 8. The reference returns gallery x query; this is 
 """
 import torch
 
-from rerankbench.contextual import OverlapDistances
-from rerankbench.reranker import Reranker
-from rerankbench.sparse_rows import SparseRows
+from rerankbench.engine.contextual import OverlapDistances
+from rerankbench.engine.reranker import Reranker
+from rerankbench.engine.sparse_rows import SparseRows
 
 
 class ExpandedCrossNeighbourhood(Reranker):

@@ -13,9 +13,9 @@ original cosine into the result; that variant is not the canonical method.
 """
 import torch
 
-from rerankbench.contextual import OverlapDistances
-from rerankbench.reranker import DATA_DEPENDENT, Reranker
-from rerankbench.sparse_rows import SparseRows
+from rerankbench.engine.contextual import OverlapDistances
+from rerankbench.engine.reranker import DATA_DEPENDENT, Reranker
+from rerankbench.engine.sparse_rows import SparseRows
 
 
 class GnnReranking(Reranker):

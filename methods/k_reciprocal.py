@@ -14,11 +14,11 @@ Parameters: k1 = N/C in the paper (20 in the original), k2 = 6, lambda = 0.3. V 
 """
 import torch
 
-from rerankbench.contextual import OverlapDistances
-from rerankbench.neighbours import lookup_distances
-from rerankbench.reciprocal import expanded_reciprocal_sets
-from rerankbench.reranker import DATA_DEPENDENT, Reranker
-from rerankbench.sparse_rows import SparseRows
+from rerankbench.engine.contextual import OverlapDistances
+from rerankbench.engine.neighbours import lookup_distances
+from rerankbench.engine.reciprocal import expanded_reciprocal_sets
+from rerankbench.engine.reranker import DATA_DEPENDENT, Reranker
+from rerankbench.engine.sparse_rows import SparseRows
 
 CONVENTIONS = {"euclidean": 2, "squared": 4}  # d = (e / max e) ** power
 

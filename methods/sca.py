@@ -9,9 +9,9 @@ Parameters: k1 = N/C in the paper's table (4 in the demo), k2 = 2 (the demo's).
 """
 import torch
 
-from rerankbench.contextual import OverlapDistances
-from rerankbench.reranker import DATA_DEPENDENT, Reranker
-from rerankbench.sparse_rows import SparseRows
+from rerankbench.engine.contextual import OverlapDistances
+from rerankbench.engine.reranker import DATA_DEPENDENT, Reranker
+from rerankbench.engine.sparse_rows import SparseRows
 
 
 class SparseContextualActivation(Reranker):

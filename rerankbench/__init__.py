@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .featureset import FeatureError, FeatureSet, Split
+from .features.featureset import FeatureError, FeatureSet, Split
 
 __version__ = "0.1.0"
 __all__ = ["FeatureError", "FeatureSet", "Split", "evaluate", "load_dataset", "rerank"]
@@ -18,16 +18,16 @@ __all__ = ["FeatureError", "FeatureSet", "Split", "evaluate", "load_dataset", "r
 def load_dataset(name: str, scale: float = 0.1, seed: int = 0, dim: int = 2048, with_train: bool = False,
                  cache_dir: str | None = None) -> FeatureSet:
     """The synthetic twin of a registered test set."""
-    from .registry import datasets, select
+    from .engine.registry import datasets, select
     (chosen,) = select(name, datasets(), "dataset")[:1]
     return datasets()[chosen].load(scale, seed, dim, with_train, cache_dir)
 
 
 def rerank(method_name: str, feature_set: FeatureSet, device: str = "cpu", **params) -> np.ndarray:
     """The M x N query-to-gallery distances of a method on a feature set."""
-    from .distances import materialise
-    from .registry import method
-    from .shared import SharedSteps
+    from .engine.distances import materialise
+    from .engine.registry import method
+    from .engine.shared import SharedSteps
     reranker = method(method_name, **params)
     shared = SharedSteps(feature_set, device)
     m, n = feature_set.num_query, feature_set.num_gallery
@@ -37,7 +37,7 @@ def rerank(method_name: str, feature_set: FeatureSet, device: str = "cpu", **par
 def evaluate(distances: np.ndarray, feature_set: FeatureSet) -> dict:
     """Metrics (percent) of M x N distances for the feature set's query and gallery as given
     (a single trial; the harness does VehicleID's 10 draws)."""
-    from .evaluation import score_queries, summarise
+    from .evaluation.metrics import score_queries, summarise
     distances = np.asarray(distances, dtype=np.float32)
     expected = (feature_set.num_query, feature_set.num_gallery)
     if distances.shape != expected:

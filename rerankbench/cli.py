@@ -1,4 +1,7 @@
-"""Command line: python -m rerankbench {run,sweep,extract,list,table,plot,report,export,...} (--help for each)."""
+"""Command line: python -m rerankbench {run,sweep,extract,list,table,plot,report,export,...} (--help for each).
+
+Argument parsing and dispatch only: each command's work lives in the subpackage it belongs to.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,17 +9,14 @@ import shlex
 import sys
 from pathlib import Path
 
-from . import registry
-from .ablation import ablation_cells
 from .acp.training import TrainingSettings
-from .extraction import Extraction
-from .featureset import FeatureError
-from .harness import RunOptions, run_benchmark
-from .loading import DataRequest, features_file_name
-from .protocols import PROTOCOLS
-from .store import ResultsStore
-from .sweep import parse_values, sweep_cells
-from .tables import markdown_table
+from .engine import registry
+from .features.extraction import Extraction
+from .features.featureset import FeatureError
+from .features.trials import PROTOCOLS
+from .harness.loading import DataRequest, features_file_name
+from .harness.runner import RunOptions, run_benchmark
+from .harness.store import ResultsStore
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,7 +184,11 @@ def _extraction_options(parser, checkpoint_required: bool = False) -> None:
                         help="use a checkpoint whose backbone keys do not all fit (they are reported)")
 
 
-def _extraction(args, device: str = "auto") -> Extraction:
+def _extraction(args, device: str = "auto") -> Extraction | None:
+    """The extraction options, when a checkpoint is given (RunOptions and DataRequest check that
+    it comes with --data-root)."""
+    if not args.checkpoint:
+        return None
     size = _image_size(args.image_size) if args.image_size else None
     return Extraction(args.checkpoint, args.last_stride, args.flip, size, args.batch_size, args.allow_partial_checkpoint,
                       device)
@@ -218,12 +222,10 @@ def parse_settings(settings: list[str], method_names: list[str]) -> dict[str, di
 
 
 def _run(args) -> int:
+    from .acp.ablation import ablation_cells
+    from .harness.sweep import parse_values, sweep_cells
+    from .reports.tables import markdown_table
     method_names = registry.select(args.methods, registry.methods(), "method")
-    if bool(args.checkpoint) != bool(args.data_root):
-        raise ValueError("--data-root needs --checkpoint: the features are extracted from the images with it"
-                         if args.data_root else "--checkpoint needs --data-root: the folder of the datasets it embeds")
-    if args.data_root and args.features:
-        raise ValueError("give --data-root or --features, not both")
     if args.features:
         dataset_names = [features_file_name(args.features)]
     else:
@@ -237,8 +239,8 @@ def _run(args) -> int:
         cells = [(name, params[name]) for name in method_names]
     options = RunOptions(args.results, args.scale, args.seed, args.dim, args.device, args.threads, args.time_limit,
                          args.memory_limit, args.force, args.features, args.protocol, not args.no_progress,
-                         args.command_line, args.data_root, _extraction(args) if args.data_root else None,
-                         args.executor, args.address, args.cpus_per_cell)
+                         args.command_line, args.data_root, _extraction(args), args.executor, args.address,
+                         args.cpus_per_cell)
     try:
         records = run_benchmark(dataset_names, cells, options, args.trials)
     except KeyboardInterrupt:
@@ -250,25 +252,21 @@ def _run(args) -> int:
 
 
 def _extract(args) -> int:
-    from .extracted import released_feature_set
     extraction = _extraction(args, args.device)
     for name in registry.select(args.datasets, registry.datasets(), "dataset"):
-        fs = released_feature_set(registry.datasets()[name], args.data_root, extraction, Path(args.results) / "cache",
-                                  args.with_train, not args.no_progress, log=lambda line: print(line, file=sys.stderr))
-        train = f", {len(fs.train)} train" if fs.train is not None else ""
-        blocks = ", ".join(f"{block} {array.shape[1]}-d" for block, array in fs.query.blocks.items())
-        print(f"{name}: {fs.num_query} query, {fs.num_gallery} gallery{train} images; c5 {fs.dim}-d, {blocks}")
+        request = DataRequest(name, cache_dir=str(Path(args.results) / "cache"), show_progress=not args.no_progress,
+                              data_root=args.data_root, extraction=extraction, with_train=args.with_train)
+        print(request.load(log=_log).summary())
     return 0
 
 
 def _train(args) -> int:
-    """The method's own training, as `run` does it before the first cell: same parameters, same checkpoints."""
     import torch
-    from .environment import resolve_device
-    from .shared import SharedSteps
+
+    from .harness.training import train
     params = parse_settings(args.set, [args.method])[args.method]
     params.update({name: value for name, value in (("preset", args.preset), ("epochs", args.epochs)) if value is not None})
-    instance = registry.method(args.method, **params)
+    method = registry.method(args.method, **params)
     if args.threads:
         torch.set_num_threads(args.threads)
     if bool(args.features) == bool(args.dataset):
@@ -276,15 +274,11 @@ def _train(args) -> int:
     dataset = features_file_name(args.features) if args.features else \
         registry.select(args.dataset, registry.datasets(), "dataset")[0]
     request = DataRequest(dataset, args.scale, args.seed, args.dim, args.features, None, str(Path(args.results) / "cache"),
-                          not args.no_progress, args.data_root, _extraction(args) if args.data_root else None, with_train=True)
-    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-    fs = request.load(log)
-    shared = SharedSteps(fs, str(resolve_device(args.device)), request.cache_dir, not args.no_progress)
-    resolved = instance.resolved(fs)
-    log(f"{args.method} on {fs.name}'s train split ({len(fs.train)} images), {shared.device}: {resolved}")
-    trained = instance.trained(shared, log)
-    final = f"final loss {trained.losses[-1]:.4f}" if trained.losses else "no epochs"
-    print(f"{trained.checkpoint}: {len(trained.losses)} epochs, {final}, {sum(trained.epoch_seconds):.0f} s of training")
+                          not args.no_progress, args.data_root, _extraction(args), with_train=True)
+    training = train(method, request, args.device, _log)
+    final = f"final loss {training['final_loss']:.4f}" if training["final_loss"] is not None else "no epochs"
+    print(f"{training['checkpoint']}: {training['epochs_done']} epochs, {final}, "
+          f"{training['training_seconds']:.0f} s of training")
     return 0
 
 
@@ -296,47 +290,30 @@ def _model_figures(args) -> int:
 
 
 def _list(args) -> int:
-    print("methods:")
-    for name, cls in registry.methods().items():
-        defaults = ", ".join(f"{k}={v}" for k, v in cls.defaults.items()) or "no parameters"
-        print(f"  {name:<24} {defaults}")
-    print(f"datasets (twin sizes at scale {args.scale:g}; N/C = the default k):")
-    for name, dataset in registry.datasets().items():
-        q, g = dataset.query.scaled(args.scale), dataset.gallery.scaled(args.scale)
-        print(f"  {name:<18} {dataset.title:<20} queries {q.images:>6}  gallery {g.images:>6}  "
-              f"protocol {dataset.protocol:<9} k default {dataset.k_override or round(g.images / g.ids)}")
-    print("families: veriwild, vehicleid (their small/medium/large test sets); 'all'")
+    from .reports.listing import listing
+    print(listing(args.scale))
     return 0
 
 
 def _table(args) -> int:
-    store = ResultsStore(args.results)
-    records = store.records()
-    if args.records:
-        print(markdown_table(records))
+    from .reports.paper_table import build_table
+    from .reports.table_formats import render
+    from .reports.tables import markdown_table
+    if args.records:  # a row per record: an empty table when there are none
+        print(markdown_table(ResultsStore(args.results).records()))
         return 0
-    from .paper_table import build_table
-    from .table_formats import to_csv, to_latex, to_markdown
-    if not records:
-        raise ValueError(f"no records in {store.path}")
-    render = {"md": to_markdown, "latex": to_latex, "csv": to_csv}[args.format]
-    print(render(build_table(records, with_paper=args.paper)), end="")
+    print(render(build_table(_records(args.results), args.paper), args.format), end="")
     return 0
 
 
 def _plot(args) -> int:
-    from .plots import draw, sweep_figures
-    figures = sweep_figures(ResultsStore(args.results).records())
-    if not figures:
-        raise ValueError(f"no sweeps in {ResultsStore(args.results).path} (make one with 'sweep')")
-    for figure in figures:
-        for path in draw(figure, args.output or Path(args.results) / "figures"):
-            print(path)
+    from .reports.plots import draw_sweeps
+    print("\n".join(map(str, draw_sweeps(_records(args.results), args.output or Path(args.results) / "figures"))))
     return 0
 
 
 def _report(args) -> int:
-    from .report import regenerate
+    from .reports.report import regenerate
     written = regenerate(args.results)
     if not written:
         raise ValueError(f"no records under {args.results}/")
@@ -345,28 +322,28 @@ def _report(args) -> int:
 
 
 def _export(args) -> int:
-    from .report import export, regenerate_set
+    from .reports.report import export_set
     methods = registry.select(args.methods, registry.methods(), "method")
     datasets = None if args.datasets == "all" else registry.select(args.datasets, registry.datasets(), "dataset")
-    path = export(ResultsStore(args.results).records(), args.output, datasets, methods, args.scale)
-    print("\n".join(map(str, [path, *regenerate_set(args.output)])))
+    print("\n".join(map(str, export_set(ResultsStore(args.results).records(), args.output, datasets, methods, args.scale))))
     return 0
 
 
 def _calibrate(args) -> int:
-    from .calibration_report import run_calibration
+    from .calibration.report import run_calibration
     return run_calibration(registry.select(args.datasets, registry.datasets(), "dataset"), args.fit, args.check, args.output)
 
 
 def _benchmark(args) -> int:
-    from .benchmark import run
+    from .benchmarks.shared_steps import run
     run(args.dataset, args.scale, args.k, args.device, args.output)
     return 0
 
 
 def _acp_benchmark(args) -> int:
     import torch
-    from .acp_benchmark import run
+
+    from .benchmarks.acp_budgets import run
     if args.threads:
         torch.set_num_threads(args.threads)
     run(args.dataset, args.scale, parse_settings(args.set, ["acp"])["acp"], args.device, args.results, args.output)
@@ -374,13 +351,25 @@ def _acp_benchmark(args) -> int:
 
 
 def _extraction_benchmark(args) -> int:
-    from .extraction_benchmark import run
+    from .benchmarks.extraction_speed import run
     height, width = _image_size(args.image_size)
     run(args.images, args.batch_size, height, width, args.flip, args.device, args.threads, args.note, args.output)
     return 0
 
 
 def _compare_reference(args) -> int:
-    from .reference_comparison import compare
+    from .benchmarks.reference_comparison import compare
     compare(args.reference, args.dataset, args.scale, str(Path(args.results) / "cache"), args.output)
     return 0
+
+
+def _records(results: str) -> list[dict]:
+    store = ResultsStore(results)
+    records = store.records()
+    if not records:
+        raise ValueError(f"no records in {store.path}")
+    return records
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rerankbench.featureset import FeatureSet, Split
+from rerankbench.features.featureset import FeatureSet, Split
 
 
 def make_featureset(num_query: int = 30, num_gallery: int = 200, dim: int = 16, num_ids: int = 10,
@@ -88,13 +88,13 @@ def random_set(seed=1):
 
 @pytest.fixture(scope="session")
 def market_twin():
-    from rerankbench import registry
+    from rerankbench.engine import registry
     return registry.datasets()["market1501"].load(scale=0.02, seed=0, dim=32, with_train=True, cache_dir=None)
 
 
 @pytest.fixture(scope="session")
 def vehicleid_twin():
-    from rerankbench import registry
+    from rerankbench.engine import registry
     return registry.datasets()["vehicleid_small"].load(scale=0.02, seed=0, dim=32, with_train=True, cache_dir=None)
 
 

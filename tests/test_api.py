@@ -6,9 +6,11 @@ import pytest
 
 import rerankbench
 from conftest import make_featureset, plain_euclidean, plain_normalise
-from rerankbench import FeatureError, FeatureSet, Split, registry
-from rerankbench.distances import FeatureDistances, PrecomputedDistances, materialise
-from rerankbench.protocols import check_protocol, evaluate_all
+from rerankbench import FeatureError, FeatureSet, Split
+from rerankbench.engine import registry
+from rerankbench.engine.distances import FeatureDistances, PrecomputedDistances, materialise
+from rerankbench.evaluation.protocols import evaluate_all
+from rerankbench.features.trials import check_protocol
 
 
 def test_round_trip(tmp_path):

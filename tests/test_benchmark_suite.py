@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import rerankbench.registry as registry
+from rerankbench.engine import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,9 +9,9 @@ import pytest
 
 import rerankbench
 from conftest import plain_euclidean, plain_normalise
-from rerankbench import registry
 from rerankbench.cli import main
-from rerankbench.store import ResultsStore
+from rerankbench.engine import registry
+from rerankbench.harness.store import ResultsStore
 
 TWIN = ["--datasets", "market1501", "--scale", "0.02", "--dim", "32", "--no-progress"]
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+ARCHITECTURE = ("layers", "slots", "heads", "d_memory", "d", "dropout", "gamma")  # Table II's settings
+MODULES = ("fusion", "encoder", "memory", "refinement")  # Table VII's switches
+
 
 @dataclass(frozen=True)
 class AcpConfig:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..featureset import Split
-from ..neighbours import build_knn_graph
+from ..engine.neighbours import build_knn_graph
+from ..features.featureset import Split
 
 
 @dataclass(frozen=True)

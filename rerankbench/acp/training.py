@@ -25,8 +25,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..featureset import Split
-from ..progress import progress
+from ..features.featureset import Split
+from ..runtime.progress import progress
 from .config import AcpConfig
 from .loss import focal_loss
 from .model import AcpModel

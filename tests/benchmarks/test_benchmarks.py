@@ -15,10 +15,11 @@ import os
 import numpy as np
 import pytest
 
-from rerankbench import registry
-from rerankbench.neighbours import build_knn_graph
-from rerankbench.protocols import candidate_rows, evaluate_all
-from rerankbench.shared import SharedSteps
+from rerankbench.engine import registry
+from rerankbench.engine.neighbours import build_knn_graph
+from rerankbench.engine.shared import SharedSteps
+from rerankbench.evaluation.protocols import evaluate_all
+from rerankbench.features.trials import candidate_rows
 
 SIZES = {"small": ("market1501", 0.1), "large": ("msmt17", 0.1)}  # T = 1,928 and 9,382
 SMOKE_SIZES = {"smoke": ("market1501", 0.02)}

@@ -1,0 +1,114 @@
+"""The run loop: every (dataset, method, parameters, trial) cell that has no record yet is run
+and its record stored.
+
+Cells already in the store are skipped unless forced; records are appended as cells finish.
+The cells of one feature set run through an executor: worker processes on this machine
+(local_executor.py), or tasks on a Ray cluster with `executor="ray"` (ray_executor.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..engine.registry import methods as methods_registry
+from ..features.extraction import Extraction
+from ..runtime.device import resolve_device
+from .cell import Cell, identity
+from .loading import DataRequest, check_sources
+from .local_executor import run_cells
+from .store import ResultsStore
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    results: str = "results"
+    scale: float = 0.1
+    seed: int = 0
+    dim: int = 2048
+    device: str = "cpu"
+    threads: int | None = None
+    time_limit: float | None = None
+    memory_limit_mb: float | None = None
+    force: bool = False
+    features_file: str | None = None
+    protocol: str | None = None
+    show_progress: bool = True
+    command: str | None = None  # the command line, stored in every record
+    data_root: str | None = None  # the real datasets, their features extracted with `extraction`
+    extraction: Extraction | None = None
+    executor: str = "local"  # or "ray": the cells as tasks on a Ray cluster
+    address: str | None = None  # the Ray cluster's; None starts a local instance
+    cpus_per_cell: int | None = None  # cores a Ray task reserves (default: --threads, else a node's)
+
+    def __post_init__(self) -> None:
+        check_sources(self.features_file, self.data_root, self.extraction)
+
+    @property
+    def cache_dir(self) -> str:
+        return str(Path(self.results) / "cache")
+
+
+def run_benchmark(dataset_names: list[str], methods: list[tuple[str, dict]], options: RunOptions,
+                  trials: int = 1, log=print) -> list[dict]:
+    """Run every cell that has no record yet; returns the newest record of every cell asked for
+    (written now, or found in the store)."""
+    store = ResultsStore(options.results)
+    device = resolve_device(options.device)
+    run_cells_with = _executor(options)
+    with_train = any(methods_registry()[name].needs_train for name, _ in methods)
+    keys = []
+    for dataset in dataset_names:
+        request = DataRequest(dataset, options.scale, options.seed, options.dim, options.features_file,
+                              options.protocol, options.cache_dir, options.show_progress, options.data_root,
+                              options.extraction, with_train)
+        fs = request.load(log)
+        usable = _usable(methods, fs, log)
+        cells = [Cell(fs.name, name, params, trial) for name, params in usable for trial in range(trials)]
+        done = set() if options.force else store.finished()
+        cell_keys = [identity(c, fs, str(device), options.seed)["cell"] for c in cells]
+        keys += cell_keys
+        pending = [c for c, key in zip(cells, cell_keys) if key not in done]
+        if len(pending) < len(cells):
+            log(f"{fs.name}: {len(cells) - len(pending)} cell(s) already in {store.path}, skipped (--force reruns them)")
+        for record in run_cells_with(request, fs, pending, device, options):
+            record["command"] = options.command
+            store.append(record)
+            log(_describe(record))
+    newest = {record["cell"]: record for record in store.records() if "cell" in record}
+    return [newest[key] for key in keys if key in newest]
+
+
+def _usable(methods: list[tuple[str, dict]], fs, log) -> list[tuple[str, dict]]:
+    """The methods that can run on `fs`: a learned one needs its train split."""
+    if fs.train is not None:
+        return methods
+    usable = [(name, params) for name, params in methods if not methods_registry()[name].needs_train]
+    learned = sorted({name for name, _ in methods} - {name for name, _ in usable})
+    if learned:
+        why = f"{', '.join(learned)} learn(s) from a train split, and {fs.name} has none (a features file needs tf, t_ids)"
+        if not usable:
+            raise ValueError(why)
+        log(f"{fs.name}: skipped {why}")
+    return usable
+
+
+def _executor(options: RunOptions):
+    """run_cells, or its Ray counterpart once connected to the cluster."""
+    if options.executor == "ray":
+        from .ray_executor import connect, run_cells_on_ray  # Ray is imported only for --executor ray
+        connect(options.address)
+        return run_cells_on_ray
+    if options.executor != "local":
+        raise ValueError(f"unknown executor {options.executor!r}; use local or ray")
+    if options.address is not None or options.cpus_per_cell is not None:
+        raise ValueError("--address and --cpus-per-cell are for --executor ray")
+    return run_cells
+
+
+def _describe(record: dict) -> str:
+    shown = methods_registry()[record["method"]].brief(record["params"], record.get("overrides") or {})
+    head = f"{record['dataset']:<18} {record['method']:<22} {shown}"
+    if record["status"] != "ok":
+        return f"{head}  FAILED: {record['error'].splitlines()[0]}"
+    return (f"{head}  CMC@1 {record['cmc1']:.2f}  mAP {record['map']:.2f}  "
+            f"{record['wall_s']:.2f} s  {record['peak_rss_mb']:.0f} MB")

@@ -1,0 +1,194 @@
+"""The paper's Table V from stored records: test sets down, methods across.
+
+Each test set gets two metric rows -- CMC@1 and mAP, or CMC@1 and CMC@5 on VehicleID, as the
+paper reports them -- and a time row: the method's own re-ranking time (`wall_s`: after the
+shared kNN graph and query-gallery distances, which are computed once per test set and given
+in a note). Only records at the methods' default parameters are used (`overrides` empty, or
+absent in records written before it was stored);
+with several trials the metrics are the newest record's and the time the median. The best and
+second-best value of each metric row are marked (ties at the printed precision share a mark;
+second-best is the next distinct value). A failed cell is "-" with its reason in a note; a
+cell that was never run is empty. With `with_paper`, each metric and time row is followed by
+the paper's number (`data/paper_table5.csv`) and, for metrics, our difference from it.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from ..engine.registry import DATASET_ORDER, METHOD_ORDER, datasets, methods, rank_in
+from .paper import paper_table5
+from .tables import dataset_key, latest
+
+METRIC_TITLES = {"cmc1": "CMC@1", "cmc5": "CMC@5", "map": "mAP"}
+DIGITS = 2  # metrics are printed, compared and stored in the CSV with two decimals
+
+
+@dataclass
+class Entry:
+    """One cell: its value (None when failed or not run), its text, and its mark."""
+    value: float | None = None
+    text: str = ""
+    mark: str = ""  # "best", "second" or ""
+
+
+@dataclass
+class Row:
+    dataset: str  # the test set's label, e.g. "MSMT17 (twin)"
+    metric: str  # "CMC@1", "mAP", "time", "CMC@1 paper", "CMC@1 diff", ...
+    entries: dict[str, Entry]
+    notes: list[str] = field(default_factory=list)  # the footnotes this row refers to
+
+
+@dataclass
+class PaperTable:
+    methods: list[str]  # column order (registry names)
+    titles: dict[str, str]  # method name -> column title
+    rows: list[Row]
+    caption: str
+    notes: list[str]  # numbered footnotes, "[n]" in the cells that cite them
+
+
+def build_table(records: list[dict], with_paper: bool = False) -> PaperTable:
+    """Table V of `records` (any mix of test sets, methods and runs)."""
+    cells = _default_cells(records)
+    if not cells:
+        raise ValueError("no records at the methods' default parameters to make a table from")
+    names = sorted({method for _, method in cells}, key=lambda name: rank_in(METHOD_ORDER, name))
+    known = methods()
+    titles = {name: (known[name].title or name) if name in known else name for name in names}
+    keys = sorted({key for key, _ in cells}, key=lambda k: (rank_in(DATASET_ORDER, k[0]), k[1]))
+    notes: list[str] = []
+    rows: list[Row] = []
+    for key in keys:
+        group = {method: trials for (dataset, method), trials in cells.items() if dataset == key}
+        first = next(iter(group.values()))[0]
+        label = dataset_label(first, several=sum(k[0] == key[0] for k in keys) > 1)
+        shared = _shared_seconds(first)
+        if shared is not None:
+            notes.append(f"{label}: shared steps (exact kNN graph, query-gallery distances) {shared:.1f} s, "
+                         "done once for every method and not in the time row")
+        for method, trials in group.items():
+            training = trials[0].get("training")
+            if training:
+                notes.append(f"{label}: {titles[method]} was trained for {training['training_seconds']:.0f} s "
+                             f"({training['epochs_done']} epochs of {training['settings']['epoch_size']} probes on "
+                             f"{training['train_images']} training images) before the timed re-ranking")
+        for metric in _metrics(first):
+            rows.append(_metric_row(label, metric, names, group, notes))
+            if with_paper:
+                rows += _paper_rows(label, key[0], metric, names, rows[-1])
+        rows.append(_time_row(label, names, group))
+        if with_paper:
+            rows.append(_paper_time_row(label, key[0], names))
+    chosen = [trials[0] for trials in cells.values()]
+    return PaperTable(names, titles, rows, _caption(chosen, with_paper), notes)
+
+
+def _default_cells(records: list[dict]) -> dict[tuple, list[dict]]:
+    """{((test set, fingerprint), method): the newest record of each trial at default parameters,
+    trial 0 first}."""
+    cells: dict[tuple, list[dict]] = {}
+    for record in latest(records):  # trials in order within a cell
+        if record.get("overrides", {}) == {}:
+            cells.setdefault((dataset_key(record), record["method"]), []).append(record)
+    return cells
+
+
+def dataset_label(record: dict, several: bool) -> str:
+    """"MSMT17 (twin)", "VERI-Wild (small, twin)"; the scale is added when it is not 1 or when one test set comes at several."""
+    registered = datasets().get(record["dataset"])
+    label = registered.title if registered and record.get("synthetic") else record["dataset"]
+    if record.get("synthetic"):
+        scale = record.get("dataset_info", {}).get("source_scale", 1.0)
+        tag = f"twin, scale {scale:g}" if scale != 1.0 or several else "twin"
+        label = label[:-1] + f", {tag})" if label.endswith(")") else label + f" ({tag})"
+    return label
+
+
+def _metrics(record: dict) -> tuple[str, str]:
+    return ("cmc1", "cmc5") if record.get("dataset_info", {}).get("protocol") == "vehicleid" else ("cmc1", "map")
+
+
+def _metric_row(label: str, metric: str, names: list[str], group: dict, notes: list[str]) -> Row:
+    entries, cited = {}, []
+    for name in names:
+        record = group.get(name, [None])[0]
+        if record is None:
+            entries[name] = Entry()
+        elif record["status"] != "ok":
+            reason = f"{record['method']} on {label}: {str(record.get('error') or 'failed').splitlines()[0]}"
+            if reason not in notes:
+                notes.append(reason)
+            number = notes.index(reason) + 1
+            cited.append(number)
+            entries[name] = Entry(None, f"-[{number}]")
+        else:
+            value = round(record[metric], DIGITS)
+            entries[name] = Entry(value, f"{value:.{DIGITS}f}")
+    mark_best(entries)
+    return Row(label, METRIC_TITLES[metric], entries, [notes[n - 1] for n in dict.fromkeys(cited)])
+
+
+def mark_best(entries: dict[str, Entry]) -> None:
+    """Mark the highest value "best" and the next distinct one "second" (ties share a mark)."""
+    distinct = sorted({e.value for e in entries.values() if e.value is not None}, reverse=True)
+    for entry in entries.values():
+        if entry.value is not None and entry.value in distinct[:2]:
+            entry.mark = "best" if entry.value == distinct[0] else "second"
+
+
+def _time_row(label: str, names: list[str], group: dict) -> Row:
+    entries = {}
+    for name in names:
+        trials = [r for r in group.get(name, []) if r["status"] == "ok"]
+        if not trials:
+            entries[name] = Entry(None, "-" if name in group else "")
+            continue
+        seconds = statistics.median(r["wall_s"] for r in trials)
+        cuda = trials[0].get("device", "").startswith("cuda")
+        entries[name] = Entry(round(seconds, 4), duration(seconds) + ("*" if cuda else ""))
+    return Row(label, "time", entries)
+
+
+def duration(seconds: float) -> str:
+    """As the paper prints times: "0.4ms", "7.5ms", "1.3s", "430.6s"."""
+    return f"{seconds * 1000:.1f}ms" if seconds < 1 else f"{seconds:.1f}s"
+
+
+def _paper_rows(label: str, dataset: str, metric: str, names: list[str], ours: Row) -> list[Row]:
+    paper = paper_table5().get((dataset, metric), {})
+    theirs = {name: Entry(paper[name], f"{paper[name]:.{DIGITS}f}") if name in paper else Entry() for name in names}
+    mark_best(theirs)
+    diff = {}
+    for name in names:
+        mine, their = ours.entries[name].value, theirs[name].value
+        delta = None if mine is None or their is None else round(mine - their, DIGITS)
+        diff[name] = Entry(delta, "" if delta is None else f"{delta:+.{DIGITS}f}")
+    return [Row(label, f"{ours.metric} paper", theirs), Row(label, f"{ours.metric} diff", diff)]
+
+
+def _paper_time_row(label: str, dataset: str, names: list[str]) -> Row:
+    paper = paper_table5().get((dataset, "time_s"), {})
+    return Row(label, "time paper", {name: Entry(paper[name], duration(paper[name])) if name in paper else Entry()
+                                     for name in names})
+
+
+def _shared_seconds(record: dict) -> float | None:
+    steps = (record.get("shared") or {}).get("steps", {})
+    seconds = [step["seconds"] for name, step in steps.items() if name in ("knn_graph", "distances")
+               and isinstance(step, dict) and "seconds" in step]
+    return sum(seconds) if seconds else None
+
+
+def _caption(records: list[dict], with_paper: bool) -> str:
+    devices = sorted({r.get("device", "?") for r in records if r.get("device")})
+    text = ("Performance (%) comparison. The best and second-best results of each row are marked (red and blue in "
+            "LaTeX, bold and italics in Markdown). Time: the method's re-ranking after the shared steps, "
+            f"on {', '.join(devices) or 'an unrecorded device'} (* marks CUDA). '-': the method failed (see the notes).")
+    if any(r.get("synthetic") for r in records):
+        text += (" Rows marked (twin) are synthetic twins of the datasets, not the released data: their numbers "
+                 "show how the methods behave, not what they score on the real images.")
+    if with_paper:
+        text += " 'paper': the paper's Table V; 'diff': ours minus the paper's."
+    return text

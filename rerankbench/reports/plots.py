@@ -1,0 +1,150 @@
+"""Sensitivity plots from stored records: the paper's Figs. 10 and 11 (CMC@1 and mAP against
+k1, one line per method, the baseline dashed) and Fig. 12 (mAP against k2), each with the
+table of peak values the paper prints under it.
+
+A curve is every ok record of one (test set, method) whose `overrides` differ in one
+parameter only; the x axis is the paper's name for it (AQE's and alpha-QE's k is k1, through
+`Reranker.aliases`). Records at default parameters give the baseline's reference line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..engine.registry import DATASET_ORDER, METHOD_ORDER, methods, rank_in
+from .paper_table import METRIC_TITLES, Entry, dataset_label, mark_best
+from .tables import dataset_key, latest
+
+SECOND_METRIC_ONLY = {"k2"}  # Fig. 12 shows mAP only; the other sweeps CMC@1 and mAP (CMC@5 on VehicleID)
+LINES = [("o", "-"), ("s", "-."), ("^", ":"), ("D", "-"), ("v", "-."), ("x", ":"), ("P", "-"), ("*", "-.")]
+
+
+@dataclass
+class Curve:
+    method: str
+    fixed: tuple = ()  # the other parameters that were set, as (name, value) pairs
+    points: dict = field(default_factory=dict)  # value -> record
+
+    @property
+    def label(self) -> str:
+        """The method's title, with what was held fixed: "k-reciprocal (k1=32)"."""
+        cls = methods().get(self.method)
+        title = (cls.title or self.method) if cls else self.method
+        return title + (f" ({', '.join(f'{k}={v}' for k, v in self.fixed)})" if self.fixed else "")
+
+
+@dataclass
+class SweepFigure:
+    dataset: str  # registry name
+    label: str  # "MSMT17 (twin)"
+    param: str  # the paper's name, e.g. "k1"
+    metrics: tuple[str, ...]
+    curves: list[Curve]
+    baseline: dict | None  # the baseline's record on the same test set
+
+    @property
+    def stem(self) -> str:
+        return f"{self.dataset}-{self.param}"
+
+
+def sweep_figures(records: list[dict]) -> list[SweepFigure]:
+    """Every sweep in `records`, one figure per (test set, parameter)."""
+    newest = [r for r in latest(records) if r.get("status") == "ok" and r.get("trial", 0) == 0]
+    groups: dict[tuple, Curve] = {}
+    for record in newest:
+        overrides = record.get("overrides") or {}
+        for param, value in overrides.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue  # a switch (ACP's ablation) or a choice: no axis to plot along
+            rest = tuple(sorted((k, str(v)) for k, v in overrides.items() if k != param))
+            key = (*dataset_key(record), _paper_name(record["method"], param), record["method"], rest)
+            groups.setdefault(key, Curve(record["method"], rest)).points[value] = record
+    baselines = {dataset_key(r): r for r in newest
+                 if r["method"] == "baseline" and not r.get("overrides")}
+    figures: dict[tuple, SweepFigure] = {}
+    for (dataset, fingerprint, param, _, _), curve in sorted(groups.items(), key=lambda item: _order(item[0])):
+        if len(curve.points) < 2:
+            continue
+        key = (dataset, fingerprint, param)
+        if key not in figures:
+            first = next(iter(curve.points.values()))
+            metrics = ("cmc1", "cmc5") if first["dataset_info"].get("protocol") == "vehicleid" else ("cmc1", "map")
+            figures[key] = SweepFigure(dataset, dataset_label(first, several=False), param,
+                                       metrics[1:] if param in SECOND_METRIC_ONLY else metrics, [],
+                                       baselines.get((dataset, fingerprint)))
+        figures[key].curves.append(curve)
+    return list(figures.values())
+
+
+def _paper_name(method: str, param: str) -> str:
+    aliases = getattr(methods().get(method), "aliases", {})
+    return next((alias for alias, own in aliases.items() if own == param), param)
+
+
+def _order(key: tuple):
+    dataset, fingerprint, param, method, rest = key
+    return rank_in(DATASET_ORDER, dataset), fingerprint, param, rank_in(METHOD_ORDER, method), rest
+
+
+def draw_sweeps(records: list[dict], folder: str | Path) -> list[Path]:
+    """Every sweep of `records` drawn into `folder` (the `plot` command); an error when there is none."""
+    figures = sweep_figures(records)
+    if not figures:
+        raise ValueError("no sweeps among the records (make one with 'sweep')")
+    return [path for figure in figures for path in draw(figure, folder)]
+
+
+def draw(figure: SweepFigure, folder: str | Path) -> list[Path]:
+    """Write `<dataset>-<param>.png` and `.pdf` into `folder`; returns their paths."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, len(figure.metrics), figsize=(5.2 * len(figure.metrics), 4.0), squeeze=False)
+    for axis, metric in zip(axes[0], figure.metrics):
+        for number, curve in enumerate(figure.curves):
+            marker, style = LINES[number % len(LINES)]
+            values = sorted(curve.points)
+            axis.plot(values, [curve.points[v][metric] for v in values], marker=marker, linestyle=style,
+                      markersize=4, linewidth=1.4, markevery=max(1, len(values) // 12), label=curve.label)
+        if figure.baseline is not None:
+            axis.axhline(figure.baseline[metric], color="black", linestyle="--", linewidth=1.2, label="Baseline")
+        axis.set_xlabel(figure.param)
+        axis.set_ylabel(f"{METRIC_TITLES[metric]} (%)")
+        axis.set_title(f"{METRIC_TITLES[metric]} (%) wrt. {figure.param}")
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=8)
+    fig.suptitle(f"Performance versus {figure.param} on {figure.label}", fontsize=11)
+    fig.tight_layout()
+    paths = [folder / f"{figure.stem}.{suffix}" for suffix in ("png", "pdf")]
+    for path in paths:  # no creation date: the same records give the same files
+        fig.savefig(path, dpi=150, metadata={"CreationDate": None} if path.suffix == ".pdf" else None)
+    plt.close(fig)
+    return paths
+
+
+def peak_table(figure: SweepFigure, metric: str) -> str:
+    """The paper's table under each figure: a row at each method's best value of the parameter,
+    every method's metric there, the best of the row in bold."""
+    peaks = sorted({max(curve.points, key=lambda v: (curve.points[v][metric], -v)) for curve in figure.curves})
+    titles = [curve.label for curve in figure.curves]
+    baseline = [] if figure.baseline is None else ["Baseline"]
+    lines = ["| " + " | ".join([figure.param, *baseline, *titles]) + " |", "|" + " --- |" * (1 + len(baseline) + len(titles))]
+    for value in peaks:
+        entries = {curve.method: Entry(round(curve.points[value][metric], 2)) if value in curve.points else Entry()
+                   for curve in figure.curves}
+        if figure.baseline is not None:
+            entries["baseline"] = Entry(round(figure.baseline[metric], 2))
+        mark_best(entries)
+        cells = [_cell(entries["baseline"], bold=False)] if figure.baseline is not None else []
+        cells += [_cell(entries[curve.method], bold=entries[curve.method].mark == "best") for curve in figure.curves]
+        lines.append("| " + " | ".join([f"{value:g}", *cells]) + " |")
+    return "\n".join(lines)
+
+
+def _cell(entry: Entry, bold: bool) -> str:
+    if entry.value is None:
+        return ""
+    return f"**{entry.value:.2f}**" if bold else f"{entry.value:.2f}"

@@ -1,0 +1,105 @@
+"""Every table and plot of a results folder, regenerated from its records in one go.
+
+A record set is a folder holding `records.jsonl` (`results/` itself for local runs, or a
+committed set such as `results/default_run/`). For each set this writes:
+
+- `tables/table5.{md,tex,csv}`: Table V at default parameters, and `table5-paper.*` with the
+  paper's numbers and our difference from them beside ours;
+- `figures/<dataset>-<param>.{png,pdf}` for every parameter sweep in the set, with
+  `<dataset>-<param>.md` showing the figure and the table of peak values under it;
+- `tables/acp-ablation-<dataset>.md` (Table VII) and `tables/acp-<param>-<dataset>.md` (Tables
+  VIII-X) for every ACP ablation and architecture sweep in the set;
+- `time_memory.md`: each method's time and peak RSS on each test set, and the shared steps.
+
+Nothing here is edited by hand; `export` copies chosen records into a new set.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..harness.store import RECORDS, ResultsStore
+from .ablation_tables import ablation_tables
+from .paper_table import METRIC_TITLES, build_table
+from .plots import draw, peak_table, sweep_figures
+from .table_formats import FORMATS, SUFFIXES
+from .tables import latest
+from .time_memory import time_memory_report
+
+
+def record_sets(results: str | Path) -> list[Path]:
+    """The folders under `results` (itself included) that hold records, the cache left out."""
+    results = Path(results)
+    return sorted(path.parent for path in results.rglob(RECORDS) if "cache" not in path.relative_to(results).parts)
+
+
+def regenerate(results: str | Path) -> list[Path]:
+    """Regenerate every record set under `results`; returns the files written."""
+    written = []
+    for folder in record_sets(results):
+        written += regenerate_set(folder)
+    return written
+
+
+def regenerate_set(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    records = ResultsStore(folder).records()
+    written = []
+    commands = _commands(records)
+    try:
+        tables = {"table5": build_table(records), "table5-paper": build_table(records, with_paper=True)}
+    except ValueError:  # a set of sweeps alone has no default-parameter records
+        tables = {}
+    for stem, table in tables.items():
+        for format, render in FORMATS.items():
+            text = render(table)
+            suffix = SUFFIXES[format]
+            if suffix == "md":
+                text += commands
+            written.append(_write(folder / "tables" / f"{stem}.{suffix}", text))
+    for stem, text in ablation_tables(records).items():
+        written.append(_write(folder / "tables" / f"{stem}.md", text + commands))
+    for figure in sweep_figures(records):
+        paths = draw(figure, folder / "figures")
+        peaks = [f"({chr(97 + n)}) {METRIC_TITLES[m]} (%) wrt. {figure.param}\n\n{peak_table(figure, m)}"
+                 for n, m in enumerate(figure.metrics)]
+        text = "\n\n".join([f"# Performance versus {figure.param} on {figure.label}",
+                            f"![{figure.stem}]({paths[0].name}) ([PDF]({paths[1].name}))", *peaks]) + "\n" + _commands(
+            [record for curve in figure.curves for record in curve.points.values()] + [figure.baseline or {}])
+        written += [*paths, _write(folder / "figures" / f"{figure.stem}.md", text)]
+    if records:
+        written.append(_write(folder / "time_memory.md", time_memory_report(records) + commands))
+    return written
+
+
+def export(records: list[dict], folder: str | Path, datasets: list[str] | None = None, methods: list[str] | None = None,
+           scale: float | None = None) -> Path:
+    """Copy the newest record of each chosen cell into `folder/records.jsonl` (a new record set)."""
+    chosen = latest([record for record in records
+                     if (datasets is None or record["dataset"] in datasets) and (methods is None or record["method"] in methods)
+                     and (scale is None or record.get("dataset_info", {}).get("source_scale", 1.0) == scale)])
+    if not chosen:
+        raise ValueError("no records match the selection")
+    path = Path(folder) / RECORDS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(record, sort_keys=True) + "\n" for record in chosen))
+    return path
+
+
+def export_set(records: list[dict], folder: str | Path, datasets: list[str] | None = None,
+               methods: list[str] | None = None, scale: float | None = None) -> list[Path]:
+    """`export`: the chosen records as a new record set in `folder`, with its tables and plots."""
+    return [export(records, folder, datasets, methods, scale), *regenerate_set(folder)]
+
+
+def _commands(records: list[dict]) -> str:
+    commands = sorted({r["command"] for r in records if r.get("command")})
+    if not commands:
+        return ""
+    return "\nRecords written by:\n\n" + "".join(f"    {command}\n" for command in commands)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

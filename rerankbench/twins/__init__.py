@@ -1,0 +1,1 @@
+"""The synthetic twins: the generative model and the registered test sets it makes features for."""

@@ -1,0 +1,178 @@
+"""The generative model behind the synthetic twins (spec/datasets.md, "Twins").
+
+Each image of identity i, seen by camera c from view v, gets the feature
+
+    x = mu_i + s_v * nu_{i,v} + s_c * kappa_c + s_n * exp(q * z) * eps,   then L2-normalised,
+
+with mu_i = sqrt(g) * gamma_{group(i)} + sqrt(1 - g) * u_i the identity centre (identities of
+one hard-negative group -- similar clothing, the same car model -- share gamma, so their
+centres have cosine ~g), nu_{i,v} one of the identity's views, kappa_c a per-camera shift,
+eps image noise whose scale varies per image (z ~ N(0, 1): some images are much harder) and
+every base vector drawn from N(0, I/D) (unit norm in expectation). The train split uses the
+noise, view share and group similarity times `train_ease`: the backbone was fitted to it, so
+it is easier (paper, Table VI).
+Everything is drawn from torch generators seeded per (seed, split, identity block), so a twin
+is identical on every machine and however it is chunked.
+"""
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..runtime.progress import progress
+
+IDENTITY_BLOCK = 256
+
+
+@dataclass(frozen=True)
+class SplitCounts:
+    """Identities, images and cameras of one split (paper, Table I); cameras = 0: none."""
+
+    ids: int
+    images: int
+    cameras: int = 0
+
+    def scaled(self, scale: float) -> "SplitCounts":
+        ids = max(2, round(self.ids * scale))
+        return SplitCounts(ids, max(ids, round(self.images * scale)), self.cameras)
+
+
+@dataclass(frozen=True)
+class TwinModel:
+    """Parameters of the generative model; `noise` and `view_share` are calibrated per dataset.
+
+    `train_ease` scales the nuisance terms (noise, view share, group similarity) of the train
+    split: the backbone was trained on it, so it ranks it far better (paper, Table VI)."""
+
+    def for_train(self) -> "TwinModel":
+        t = self.train_ease
+        return dataclasses.replace(self, noise=self.noise * t, view_share=self.view_share * t,
+                                   group_similarity=self.group_similarity * t)
+
+    noise: float
+    view_share: float
+    quality_spread: float = 0.3
+    views: int = 4
+    group_similarity: float = 0.6
+    group_size: int = 8
+    camera_shift: float = 0.2
+    train_ease: float = 0.5
+
+
+def layout(counts: SplitCounts, rng: np.random.Generator, camera_subset: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Identity index (0-based, sorted) and camera of every image of a split.
+
+    Every identity gets at least one image; each identity is seen by a few cameras of the
+    split, and its images go round them in turn, so it appears in each of them when it can.
+    """
+    extra = rng.multinomial(counts.images - counts.ids, np.full(counts.ids, 1.0 / counts.ids))
+    per_identity = 1 + extra
+    identity = np.repeat(np.arange(counts.ids), per_identity)
+    if counts.cameras == 0:
+        return identity, np.full(len(identity), -1, dtype=np.int64)
+    subsets = np.stack([rng.choice(counts.cameras, size=min(camera_subset, counts.cameras), replace=False)
+                        for _ in range(counts.ids)])
+    position = np.arange(len(identity)) - np.repeat(np.cumsum(per_identity) - per_identity, per_identity)
+    camera = subsets[identity, (position + rng.integers(0, subsets.shape[1], counts.ids)[identity]) % subsets.shape[1]]
+    return identity, camera.astype(np.int64)
+
+
+def feature_parts(identity: np.ndarray, camera: np.ndarray, model: TwinModel, seed: int, tag: str, dim: int):
+    """Yield (lo, hi, parts) per identity block: the unscaled terms of the model for images
+    lo..hi -- "group" (gamma), "own" (u), "view" (nu), "camera" (kappa), "noise" (eps) and
+    "quality" (z, one per image)."""
+    num_ids = int(identity.max()) + 1
+    base = _seed(seed, tag)
+    groups = _normal(base, "groups", (num_ids // model.group_size + 1, dim))
+    cameras = _normal(seed, "cameras", (max(int(camera.max()) + 1, 1), dim))
+    starts = np.searchsorted(identity, np.arange(0, num_ids + IDENTITY_BLOCK, IDENTITY_BLOCK))
+    for block, (lo, hi) in enumerate(zip(starts[:-1], starts[1:])):
+        if lo == hi:
+            continue
+        rows = torch.as_tensor(identity[lo:hi] - block * IDENTITY_BLOCK)
+        generator = torch.Generator().manual_seed(_seed(base, f"block{block}"))
+        own = _draw(generator, (IDENTITY_BLOCK, dim))
+        views = _draw(generator, (IDENTITY_BLOCK, model.views, dim))
+        eps = _draw(generator, (hi - lo, dim))
+        quality = torch.randn(hi - lo, 1, generator=generator)
+        view = torch.randint(0, model.views, (hi - lo,), generator=generator)
+        if camera[lo] >= 0:  # one camera sees an identity from one view
+            view = torch.as_tensor(_mix(identity[lo:hi], camera[lo:hi]) % model.views)
+        yield lo, hi, {
+            "group": groups[torch.as_tensor(identity[lo:hi] // model.group_size)],
+            "own": own[rows],
+            "view": views[rows, view],
+            "camera": cameras[torch.as_tensor(camera[lo:hi])] if camera[lo] >= 0 else torch.zeros(hi - lo, dim),
+            "noise": eps,
+            "quality": quality,
+        }
+
+
+def combine(parts: dict[str, torch.Tensor], model: TwinModel) -> torch.Tensor:
+    """x = sqrt(1 - r) (sqrt(g) gamma + sqrt(1 - g) u) + sqrt(r) nu + s_c kappa + s_n exp(q z) eps,
+    L2-normalised (r: the view share of the identity signal)."""
+    g = model.group_similarity
+    rho = model.view_share
+    x = (1 - rho) ** 0.5 * (g ** 0.5 * parts["group"] + (1 - g) ** 0.5 * parts["own"]) + rho ** 0.5 * parts["view"]
+    x += model.camera_shift * parts["camera"] + model.noise * torch.exp(model.quality_spread * parts["quality"]) * parts["noise"]
+    return torch.nn.functional.normalize(x, dim=1)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Who is in each image of a split: `ids` (1.., 0 for a distractor) and `cams` (-1: none),
+    and the generator's pieces, (tag, identity index, camera) per run of rows, in row order."""
+
+    ids: np.ndarray
+    cams: np.ndarray
+    pieces: tuple
+
+    def parts(self, model: TwinModel, seed: int, dim: int):
+        """Yield (lo, hi, parts) over all rows (see feature_parts)."""
+        offset = 0
+        for tag, identity, camera in self.pieces:
+            for lo, hi, parts in feature_parts(identity, camera, model, seed, tag, dim):
+                yield offset + lo, offset + hi, parts
+            offset += len(identity)
+
+    def features(self, model: TwinModel, seed: int, dim: int, show_progress: bool = False) -> np.ndarray:
+        """Features (n x dim, float32, unit rows) of every image."""
+        out = np.empty((len(self.ids), dim), dtype=np.float32)
+        for lo, hi, parts in progress(self.parts(model, seed, dim), "twin", show_progress):
+            out[lo:hi] = combine(parts, model).numpy()
+        return out
+
+
+def split_layout(counts: SplitCounts, seed: int, tag: str, distractors: int = 0) -> Layout:
+    """A split with identities labelled 1..ids; `distractors` extra images labelled 0, each
+    of an identity seen nowhere else (Market-1501's distractors)."""
+    rng = np.random.default_rng(_seed(seed, tag + "/layout"))
+    identity, camera = layout(counts, rng)
+    pieces, ids = [(tag, identity, camera)], [identity + 1]
+    if distractors:
+        lone_identity, lone_camera = layout(SplitCounts(distractors, distractors, counts.cameras), rng)
+        pieces.append((tag + "/distractors", lone_identity, lone_camera))
+        ids.append(np.zeros(distractors, np.int64))
+    return Layout(np.concatenate(ids).astype(np.int64), np.concatenate([p[2] for p in pieces]), tuple(pieces))
+
+
+def _mix(identity: np.ndarray, camera: np.ndarray) -> np.ndarray:
+    """A fixed pseudo-random function of (identity, camera)."""
+    h = (identity.astype(np.uint64) * np.uint64(2654435761) + camera.astype(np.uint64) * np.uint64(40503))
+    return ((h >> np.uint64(7)) ^ (h >> np.uint64(17))).astype(np.int64)
+
+
+def _seed(seed: int, tag: str) -> int:
+    return zlib.crc32(f"{seed}/{tag}".encode())
+
+
+def _draw(generator: torch.Generator, shape) -> torch.Tensor:
+    return torch.randn(shape, generator=generator) / shape[-1] ** 0.5
+
+
+def _normal(seed: int, tag: str, shape) -> torch.Tensor:
+    return _draw(torch.Generator().manual_seed(_seed(seed, tag)), shape)

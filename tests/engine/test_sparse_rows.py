@@ -1,0 +1,93 @@
+"""The sparse-row building blocks against dense numpy on small random matrices."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rerankbench.engine.neighbours import build_knn_graph, lookup_distances
+from rerankbench.engine.sparse_rows import SparseRows, add_inner_products, add_min_overlap, ragged_range
+
+
+def random_sparse(rows=40, cols=30, density=0.15, seed=0):
+    rng = np.random.default_rng(seed)
+    dense = rng.random((rows, cols)) * (rng.random((rows, cols)) < density)
+    r, c = np.nonzero(dense)
+    return dense, SparseRows.from_entries(torch.as_tensor(r), torch.as_tensor(c), torch.as_tensor(dense[r, c]), dense.shape)
+
+
+def to_dense(a: SparseRows) -> np.ndarray:
+    out = np.zeros((a.rows, a.columns))
+    np.add.at(out, (a.row_of_entries().numpy(), a.indices.numpy()), a.values.numpy())
+    return out
+
+
+def test_from_entries_sums_duplicates_and_sorts_columns():
+    rows = torch.tensor([2, 0, 2, 2, 1])
+    cols = torch.tensor([3, 1, 0, 3, 1])
+    a = SparseRows.from_entries(rows, cols, torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]), (4, 5))
+    assert a.indptr.tolist() == [0, 1, 2, 4, 4]
+    assert a.indices.tolist() == [1, 1, 0, 3]
+    assert a.values.tolist() == [2.0, 5.0, 3.0, 5.0]
+
+
+def test_ragged_range():
+    got = ragged_range(torch.tensor([5, 0, 9]), torch.tensor([2, 0, 3]))
+    assert got.tolist() == [5, 6, 9, 10, 11]
+
+
+def test_transpose_select_scale_and_row_sums():
+    dense, a = random_sparse()
+    np.testing.assert_allclose(to_dense(a.transpose()), dense.T)
+    rows = torch.tensor([7, 3, 3, 0])
+    np.testing.assert_allclose(to_dense(a.select(rows)), dense[[7, 3, 3, 0]])
+    factors = torch.arange(1.0, 41.0, dtype=torch.float64)
+    np.testing.assert_allclose(to_dense(a.scale_rows(factors)), dense * factors.numpy()[:, None])
+    np.testing.assert_allclose(a.row_sums().numpy(), dense.sum(1))
+
+
+@pytest.mark.parametrize("budget", [1 << 23, 5])
+def test_combine_rows(budget, monkeypatch):
+    # out[i] = sum_j w_ij A[n_ij]; a tiny budget forces one row per piece
+    import rerankbench.engine.sparse_rows
+    monkeypatch.setattr(rerankbench.engine.sparse_rows, "BUDGET", budget)
+    dense, a = random_sparse(40, 40)
+    rng = np.random.default_rng(1)
+    neighbours = rng.integers(0, 40, (40, 3))
+    weights = rng.random((40, 3))
+    got = a.combine_rows(torch.as_tensor(neighbours), torch.as_tensor(weights))
+    want = np.einsum("ik,ikc->ic", weights, dense[neighbours])
+    np.testing.assert_allclose(to_dense(got), want)
+
+
+@pytest.mark.parametrize("budget", [1 << 23, 7])
+def test_overlaps(budget, monkeypatch):
+    import rerankbench.engine.sparse_rows
+    monkeypatch.setattr(rerankbench.engine.sparse_rows, "BUDGET", budget)
+    a_dense, a = random_sparse(20, 30, seed=2)
+    b_dense, b = random_sparse(25, 30, seed=3)
+    rows = torch.tensor([4, 0, 19, 4])
+    out = torch.zeros(4 * 25, dtype=torch.float64)
+    add_min_overlap(a, rows, b.transpose(), out)
+    want = np.minimum(a_dense[[4, 0, 19, 4], None, :], b_dense[None]).sum(-1)
+    np.testing.assert_allclose(out.view(4, 25).numpy(), want)
+    out = torch.zeros(4 * 25, dtype=torch.float64)
+    add_inner_products(a, rows, b.transpose(), out, rows_per_product=3)
+    np.testing.assert_allclose(out.view(4, 25).numpy(), a_dense[[4, 0, 19, 4]] @ b_dense.T)
+
+
+def test_lookup_distances_reads_the_graph_and_computes_the_rest():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 6)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    features = torch.from_numpy(x)
+    graph = build_knn_graph(features, 5)
+    knn, distance, _ = graph.tensors("cpu")
+    rows = torch.as_tensor(rng.integers(0, 80, 500))
+    cols = torch.cat([knn[rows[:250], 2], torch.as_tensor(rng.integers(0, 80, 250))])  # half in the graph
+    got = lookup_distances(features, knn, distance, rows, cols)
+    x64 = x.astype(np.float64)
+    want = np.linalg.norm(x64[rows.numpy()] - x64[cols.numpy()], axis=1)
+    np.testing.assert_allclose(got.numpy(), want, atol=2e-6)
+    # the pairs found in the graph carry the graph's own numbers
+    np.testing.assert_array_equal(got[:250].numpy(), distance[rows[:250], 2].numpy())
