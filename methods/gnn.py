@@ -14,7 +14,7 @@ original cosine into the result; that variant is not the canonical method.
 import torch
 
 from rerankbench.engine.contextual import OverlapDistances
-from rerankbench.engine.reranker import DATA_DEPENDENT, Reranker
+from rerankbench.engine.reranker import DATA_DEPENDENT, NEIGHBOURHOOD, Reranker
 from rerankbench.engine.sparse_rows import SparseRows
 
 
@@ -22,6 +22,7 @@ class GnnReranking(Reranker):
     name = "gnn"
     title = "GNN"
     defaults = {"k1": DATA_DEPENDENT, "k2": 7}
+    ranges = {"k1": NEIGHBOURHOOD, "k2": NEIGHBOURHOOD}
 
     def neighbours_needed(self, fs):
         params = self.resolved(fs)

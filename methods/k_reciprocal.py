@@ -17,7 +17,7 @@ import torch
 from rerankbench.engine.contextual import OverlapDistances
 from rerankbench.engine.neighbours import lookup_distances
 from rerankbench.engine.reciprocal import expanded_reciprocal_sets
-from rerankbench.engine.reranker import DATA_DEPENDENT, Reranker
+from rerankbench.engine.reranker import DATA_DEPENDENT, NEIGHBOURHOOD, NEIGHBOURHOOD_WITHOUT_SELF, Range, Reranker
 from rerankbench.engine.sparse_rows import SparseRows
 
 CONVENTIONS = {"euclidean": 2, "squared": 4}  # d = (e / max e) ** power
@@ -27,6 +27,8 @@ class KReciprocal(Reranker):
     name = "k_reciprocal"
     title = "k-reciprocal"
     defaults = {"k1": DATA_DEPENDENT, "k2": 6, "lambda": 0.3, "distance": "euclidean"}
+    ranges = {"k1": NEIGHBOURHOOD_WITHOUT_SELF,  # R(i, k1) reads kNN(i, k1 + 1)
+              "k2": NEIGHBOURHOOD, "lambda": Range(0, 1)}
     uses_distances = True
 
     def resolved(self, fs):
