@@ -17,6 +17,7 @@ class AlphaQeKReciprocal(Reranker):
     title = "αQE + k-reciprocal"
     defaults = {**AlphaQueryExpansion.defaults, **KReciprocal.defaults}
     ranges = {**AlphaQueryExpansion.ranges, **KReciprocal.ranges}
+    spellings = KReciprocal.spellings  # lam for lambda
 
     def neighbours_needed(self, fs):
         return self.resolved(fs)["k"]

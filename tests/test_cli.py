@@ -103,6 +103,23 @@ def test_set_neighbourhood_larger_than_the_data(capsys, tmp_path, method, key):
     assert not (tmp_path / "records.jsonl").exists()
 
 
+def test_set_and_sweep_lambda_as_lam(capsys, tmp_path):
+    code, out, err = run(capsys, "run", "--methods", "k_reciprocal", *TWIN, "--results", str(tmp_path),
+                         "--set", "k_reciprocal.lam=0.5")
+    assert code == 0, err
+    (record,) = ResultsStore(tmp_path).records()
+    assert record["params"]["lambda"] == 0.5 and "lam" not in record["params"]
+    assert record["overrides"] == {"lambda": 0.5}
+    code, out, err = run(capsys, "run", "--methods", "k_reciprocal", *TWIN, "--results", str(tmp_path),
+                         "--set", "k_reciprocal.lambda=0.5")
+    assert code == 0, err
+    assert "1 cell(s) already in" in out  # the same cell
+    code, out, err = run(capsys, "sweep", "--methods", "k_reciprocal", "--param", "lam", "--values", "0.5,0.7",
+                         *TWIN, "--results", str(tmp_path))
+    assert code == 0, err
+    assert [r["overrides"] for r in ResultsStore(tmp_path).records()] == [{"lambda": 0.5}, {"lambda": 0.7}]
+
+
 def _features(path, m=12, n=60, dim=16, seed=0, cams=True, **changes):
     rng = np.random.default_rng(seed)
     q_ids = rng.integers(1, 8, m)

@@ -77,20 +77,24 @@ class Reranker:
     method is made; neighbourhood sizes against the rows of X when resolved), `rerank(shared)`;
     a method that reads the shared query-gallery distances sets `uses_distances`. `aliases` maps
     the paper's common names to the method's own (AQE's "k" is the neighbourhood size the paper
-    calls k1), so one sweep can span several methods."""
+    calls k1), so one sweep can span several methods and its plots use the paper's name;
+    `spellings` maps other names a parameter is accepted by, for a name Python cannot take as a
+    keyword argument (k-reciprocal's "lam" for "lambda"). Records hold the method's own names."""
 
     name: ClassVar[str]
     title: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
     ranges: ClassVar[dict[str, Range]] = {}
     aliases: ClassVar[dict[str, str]] = {}
+    spellings: ClassVar[dict[str, str]] = {}
     uses_distances: ClassVar[bool] = False  # reads shared.query_gallery_distances()
     needs_train: ClassVar[bool] = False  # learns from the feature set's train split (loaded for it)
 
     def __init__(self, **params: Any):
-        canonical = [self.aliases.get(key, key) for key in params]
+        canonical = [self.own_name(key) for key in params]
         if len(set(canonical)) < len(canonical):
-            raise ValueError(f"method {self.name!r}: {', '.join(params)} name one parameter twice (aliases: {self.aliases})")
+            raise ValueError(f"method {self.name!r}: {', '.join(params)} name one parameter twice "
+                             f"(other names: {self.aliases | self.spellings})")
         params = dict(zip(canonical, params.values()))
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
@@ -102,9 +106,14 @@ class Reranker:
         self.params = {**self.defaults, **params}
 
     @classmethod
+    def own_name(cls, name: str) -> str:
+        """The method's own name for `name`: through `aliases` or `spellings`, else `name` itself."""
+        return cls.aliases.get(name) or cls.spellings.get(name) or name
+
+    @classmethod
     def parameter(cls, name: str) -> str | None:
-        """The method's own name for parameter `name` (through `aliases`), or None if it has none."""
-        name = cls.aliases.get(name, name)
+        """The method's own name for parameter `name` (through `aliases` or `spellings`), or None if it has none."""
+        name = cls.own_name(name)
         return name if name in cls.defaults else None
 
     def parsed(self, key: str, value: Any) -> Any:

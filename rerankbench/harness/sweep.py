@@ -61,7 +61,7 @@ def sweep_cells(method_names: list[str], param: str, values: list, fixed: dict[s
         if own is None:
             cells.append((name, dict(fixed.get(name, {}))))
             continue
-        if own in fixed.get(name, {}):
+        if own in {known[name].own_name(key) for key in fixed.get(name, {})}:
             raise ValueError(f"--set {name}.{own} conflicts with the swept --param {param}")
         cells += [(name, {**fixed.get(name, {}), own: value}) for value in values]
     for name, params in cells:

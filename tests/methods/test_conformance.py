@@ -91,14 +91,16 @@ def test_unknown_parameter_raises_naming_it(name):
 
 @pytest.mark.parametrize("name", METHODS)
 def test_title_and_aliases(name):
-    """Every method has a title for the tables; an alias names one of its parameters."""
+    """Every method has a title for the tables; an alias or another spelling names one of its parameters."""
     cls = registry.methods()[name]
     assert cls.title
-    for alias, own in cls.aliases.items():
+    assert not set(cls.aliases) & set(cls.spellings)
+    for alias, own in {**cls.aliases, **cls.spellings}.items():
         assert own in cls.defaults and alias not in cls.defaults
-        assert cls.parameter(alias) == own and cls(**{alias: "4"}).overrides == {own: "4"}
+        value = _example_value(cls, own)
+        assert cls.parameter(alias) == own and cls(**{alias: value}).overrides == {own: value}
         with pytest.raises(ValueError, match="twice"):
-            cls(**{alias: "4", own: "5"})
+            cls(**{alias: value, own: value})
     assert cls.parameter("no_such_parameter") is None
 
 

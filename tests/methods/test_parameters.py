@@ -1,15 +1,17 @@
 """Parameters: each number is checked against its declared range when the method is made, and a
 neighbourhood size against the rows of X when it is resolved on a feature set, the same way for
-every method (issue 14: nothing lost, nothing silently wrong)."""
+every method; k-reciprocal's lambda may be named lam (issue 14: nothing lost, nothing silently wrong)."""
 from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 import rerankbench
 from conftest import clustered_set
 from rerankbench.engine import registry
+from rerankbench.harness.sweep import sweep_cells
 
 POSITIVE_WHOLE = {"aqe": ["k"], "alpha_qe": ["k"], "k_reciprocal": ["k1", "k2"],
                   "alpha_qe_k_reciprocal": ["k", "k1", "k2"], "sca": ["k1", "k2"], "ecn": ["k", "t", "q"],
@@ -93,3 +95,32 @@ def test_the_rows_of_x_are_counted_in_the_message():
     with pytest.raises(ValueError, match=re.escape("parameter aqe.k = 100000 is larger than the 1,050 rows of X "
                                                    "(queries + gallery)") + "$"):
         rerankbench.rerank("aqe", fs, k=100000)
+
+
+# ------------------------------------------------------- lam: lambda, which Python cannot take
+@pytest.mark.parametrize("method", ["k_reciprocal", "alpha_qe_k_reciprocal"])
+def test_lambda_can_be_given_as_lam_and_is_recorded_as_lambda(method, market_twin):
+    fs = market_twin
+    by_lam = registry.method(method, lam=0.5)
+    assert by_lam.overrides == {"lambda": 0.5}
+    assert by_lam.resolved(fs) == registry.method(method, **{"lambda": 0.5}).resolved(fs)
+    assert by_lam.resolved(fs)["lambda"] == 0.5 and "lam" not in by_lam.resolved(fs)
+    got = rerankbench.rerank(method, fs, lam=0.5)
+    np.testing.assert_array_equal(got, rerankbench.rerank(method, fs, **{"lambda": 0.5}))
+    assert not np.array_equal(got, rerankbench.rerank(method, fs))  # lambda = 0.3: lam was used
+    with pytest.raises(ValueError, match=f"method '{method}': lam, lambda name one parameter twice"):
+        registry.method(method, lam=0.5, **{"lambda": 0.5})
+    with pytest.raises(ValueError, match=re.escape(f"parameter {method}.lambda must be in [0, 1], got 2") + "$"):
+        registry.method(method, lam=2)
+
+
+@pytest.mark.parametrize("param", ["lam", "lambda"])
+def test_a_sweep_over_lam_or_lambda_sets_lambda(param):
+    cells = sweep_cells(["baseline", "k_reciprocal", "alpha_qe_k_reciprocal"], param, [0.1, 0.5],
+                        {"k_reciprocal": {"k2": "3"}})
+    assert cells == [("baseline", {}),
+                     ("k_reciprocal", {"k2": "3", "lambda": 0.1}), ("k_reciprocal", {"k2": "3", "lambda": 0.5}),
+                     ("alpha_qe_k_reciprocal", {"lambda": 0.1}), ("alpha_qe_k_reciprocal", {"lambda": 0.5})]
+    for fixed in ("lam", "lambda"):  # --set k_reciprocal.lam=... and a sweep over lambda (or lam) clash
+        with pytest.raises(ValueError, match=f"--set k_reciprocal.lambda conflicts with the swept --param {param}"):
+            sweep_cells(["k_reciprocal"], param, [0.1], {"k_reciprocal": {fixed: "0.3"}})
