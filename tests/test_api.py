@@ -1,8 +1,11 @@
 """The notebook API (rerank / evaluate / load_dataset) and FeatureSet validation."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+import torch
 
 import rerankbench
 from conftest import make_featureset, plain_euclidean, plain_normalise
@@ -10,6 +13,7 @@ from rerankbench import FeatureError, FeatureSet, Split
 from rerankbench.engine import registry
 from rerankbench.engine.distances import FeatureDistances, PrecomputedDistances, materialise
 from rerankbench.evaluation.protocols import evaluate_all
+from rerankbench.features.featureset import unit_rows
 from rerankbench.features.trials import check_protocol
 
 
@@ -129,3 +133,70 @@ def test_featureset_properties():
     assert described["num_gallery"] == 7 and described["source_kind"] == "synthetic"
     with pytest.raises(ValueError, match="unknown protocol"):
         check_protocol("nope")
+
+
+# ------------------------------------------------------------------------ the features' scale
+def scaled(fs: FeatureSet, factor: float) -> FeatureSet:
+    """`fs` with every feature (train split included) multiplied by `factor`, in float32."""
+    def times(split):
+        return None if split is None else dataclasses.replace(split, features=(split.features * factor).astype(np.float32))
+    return dataclasses.replace(fs, query=times(fs.query), gallery=times(fs.gallery), train=times(fs.train))
+
+
+EVERY_METHOD_BUT_ACP = ["baseline", "aqe", "alpha_qe", "k_reciprocal", "alpha_qe_k_reciprocal", "sca", "ecn", "gnn"]
+
+
+@pytest.fixture(scope="module")
+def market_twin():
+    fs = rerankbench.load_dataset("market1501", scale=0.02, dim=32)
+    return fs, {name: rerankbench.evaluate(rerankbench.rerank(name, fs), fs) for name in EVERY_METHOD_BUT_ACP}
+
+
+@pytest.mark.parametrize("factor", [1e20, 1e-30, 2.0 ** 100, 3e38])
+def test_metrics_do_not_depend_on_the_features_scale(market_twin, factor):
+    # 1e20: the squares in ||x|| overflowed float32 (every method scored the all-ties 10.00 / 22.36);
+    # 1e-30: they underflowed, and the rows were refused as all zero
+    fs, at_scale_1 = market_twin
+    assert at_scale_1["baseline"]["cmc1"] > 50  # not the all-ties result (10.45)
+    big = scaled(fs, factor)
+    for name in EVERY_METHOD_BUT_ACP:
+        assert rerankbench.evaluate(rerankbench.rerank(name, big), big) == at_scale_1[name], name
+
+
+def test_unit_rows_is_plain_normalisation_bit_for_bit_at_ordinary_scales():
+    fs = make_featureset(num_query=20, num_gallery=50, dim=24, seed=3)
+    for factor in (1.0, 0.37, 3.0, 1e3, 1e-3):
+        x = torch.from_numpy(fs.stacked() * np.float32(factor))
+        assert torch.equal(unit_rows(x.clone()), x / x.norm(dim=1, keepdim=True)), factor
+
+
+def test_acp_does_not_depend_on_the_features_scale():
+    # ACP's model L2-normalises its input blocks (eq. 2): model_inputs scales them first
+    fs = rerankbench.load_dataset("market1501", scale=0.02, dim=32, with_train=True)
+    tiny = {"layers": 1, "heads": 2, "slots": 2, "d_memory": 4, "d": 8, "epochs": 2, "epoch_size": 48}
+    want = rerankbench.evaluate(rerankbench.rerank("acp", fs, **tiny), fs)
+    assert want["cmc1"] > 50  # not the all-ties result (10.45)
+    for factor in (1e20, 1e-30):
+        big = scaled(fs, factor)
+        assert rerankbench.evaluate(rerankbench.rerank("acp", big, **tiny), big) == want, factor
+
+
+@pytest.mark.parametrize("features, message", [
+    (np.array([[1e39, 0, 1]] + [[1, 2, 3]] * 3), "query: 1 float64 feature rows are outside float32's range, in "
+                                                 "which features are used (first in row 0, largest |x| 1e+39)"),
+    (np.array([[1, 2, 3], [1e-300, 0, 0], [2e-40, 1e-41, 0], [1, 2, 3]]), "query: 2 float64 feature rows are outside "
+                                                                          "float32's range"),
+    (np.array([[1, 2, 3]] * 2 + [[0, 0, 0], [0, 0, 0]], np.float32), "query: 2 feature rows are all zero (first in row 2)"),
+])
+def test_featureset_refuses_rows_that_float32_cannot_hold(features, message):
+    with pytest.raises(FeatureError) as error:
+        FeatureSet("big", _split(features=features), _split())
+    assert str(error.value).startswith(f"feature set 'big', {message}")
+
+
+def test_featureset_keeps_tiny_and_huge_float32_rows():
+    # a row is all zero only when its largest |x| is 0: 1e-45 (float32's smallest) and 3e38 are not
+    features = np.array([[1e-45, 0, 0], [0, -3e38, 1], [1, 2, 3], [1e-30, 1e-30, 0]], np.float32)
+    fs = FeatureSet("edges", _split(features=features), _split())
+    x = unit_rows(torch.from_numpy(fs.stacked()[:4]))
+    np.testing.assert_allclose(x.numpy(), plain_normalise(features.astype(np.float64)), atol=1e-7)

@@ -201,3 +201,22 @@ def test_subprocess_end_to_end(tmp_path):
     assert done.returncode == 2
     assert done.stdout == ""
     assert one_error_line(done.stderr).startswith("error: unknown method 'nope'; registered: baseline, aqe, alpha_qe")
+
+
+def test_features_file_at_any_scale_gives_the_same_records(capsys, tmp_path):
+    # 1e20: the squares of the L2 norm overflowed float32 and every method scored the all-ties result;
+    # 1e-30: they underflowed and the file was refused as "rows are all zero"
+    metrics = []
+    for factor in (1.0, 1e20, 1e-30):
+        path = tmp_path / "feats.npz"
+        arrays = _features(path, seed=3)
+        _features(path, seed=3, qf=arrays["qf"] * np.float32(factor), gf=arrays["gf"] * np.float32(factor))
+        results = tmp_path / f"res-{factor}"
+        code, out, err = run(capsys, "run", "--methods", "baseline,k_reciprocal", "--features", str(path),
+                             "--results", str(results), "--no-progress")
+        assert code == 0, err
+        records = ResultsStore(results).records()
+        assert [r["status"] for r in records] == ["ok", "ok"]
+        metrics.append([{key: r[key] for key in ("cmc1", "cmc5", "cmc10", "map", "minp")} for r in records])
+    assert metrics[0][0]["cmc1"] > 50
+    assert metrics[1] == metrics[0] and metrics[2] == metrics[0]

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..features.featureset import FeatureSet
+from ..features.featureset import FeatureSet, unit_rows
 from ..features.trials import candidate_rows
 from ..runtime.progress import progress
 from .distances import PrecomputedDistances, euclidean_blocks
@@ -46,7 +46,7 @@ class SharedSteps:
         """X = [Q; G], rows L2-normalised, float32, on the device."""
         start = time.perf_counter()
         x = torch.from_numpy(self.fs.stacked()).to(self.device)
-        x /= x.norm(dim=1, keepdim=True)  # in place: one copy of X
+        unit_rows(x)  # in place: one copy of X
         self.timings["normalise"] = {"seconds": time.perf_counter() - start}
         return x
 

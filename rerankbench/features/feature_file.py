@@ -12,6 +12,11 @@ Keys: qf, gf (M x D, N x D), q_ids, g_ids and optionally q_cams, g_cams (without
 nothing is filtered by camera), or their pytorch_result.mat names query_f, gallery_f,
 query_label, gallery_label, query_cam, gallery_cam. Labels may be stored 1 x n or n x 1.
 A train split for a learned re-ranker (ACP) is optional: tf and t_ids (and t_cams).
+
+Features are used as float32. Rows of wider floats (float64) that float32 cannot hold (a largest
+|x| above 3.4e38, or below 1.2e-38, where they would lose their digits or become 0) are
+divided by a power of two near their largest |x| before the cast (scale_free_rows): only the
+rows' directions count, as every method L2-normalises them.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .featureset import FeatureError, FeatureSet, Split
+from .featureset import FeatureError, FeatureSet, Split, largest_magnitudes, outside_float32, scale_free_rows
 
 KEYS = {"qf": "query_f", "gf": "gallery_f", "q_ids": "query_label", "g_ids": "gallery_label",
         "q_cams": "query_cam", "g_cams": "gallery_cam", "tf": "train_f", "t_ids": "train_label",
@@ -65,6 +70,12 @@ def _feature_set(arrays: dict[str, np.ndarray], path: Path, protocol: str) -> Fe
 def _features(array: np.ndarray, key: str) -> np.ndarray:
     if not np.issubdtype(array.dtype, np.floating):
         raise FeatureError(f"{key} must be floating point, got {array.dtype}")
+    if array.ndim == 2 and array.size and array.dtype.itemsize > 4:
+        outside = outside_float32(largest_magnitudes(array))
+        if outside.any():
+            import torch
+            array = np.array(array, np.float64)  # a copy (longdouble through float64, which torch knows)
+            array[outside] = scale_free_rows(torch.from_numpy(array[outside])).numpy()
     return array.astype(np.float32, copy=False)
 
 
