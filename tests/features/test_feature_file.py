@@ -134,6 +134,53 @@ def test_a_single_array_is_not_a_feature_file(tmp_path, suffix, save):
         load_features_file(path)
 
 
+# ------------------------------------------------------------------ files that are not features at all
+SUFFIXES = [".npz", ".npy", ".pt", ".pth", ".h5", ".hdf5", ".mat"]
+READABLE = {".npz": ".npz", ".npy": ".npy", ".pt": "torch", ".pth": "torch", ".h5": "HDF5", ".hdf5": "HDF5",
+            ".mat": ".mat"}
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+@pytest.mark.parametrize("content", ["empty", "random bytes", "short random bytes"])
+def test_empty_and_random_files(tmp_path, suffix, content):
+    path = tmp_path / f"feats{suffix}"
+    size = {"empty": 0, "random bytes": 4096, "short random bytes": 100}[content]
+    path.write_bytes(np.random.default_rng(size).bytes(size))
+    with pytest.raises(FeatureError) as error:
+        load_features_file(path)
+    message = str(error.value)
+    if content == "empty":
+        assert message == f"{path}: empty file (0 bytes)"
+    else:
+        reason = "neither a zip archive nor a .npy array)" if suffix == ".npz" else ""  # not numpy's "pickled data"
+        assert message.startswith(f"{path}: not a readable {READABLE[suffix]} file ({reason}")
+    assert "\n" not in message
+
+
+def test_a_directory_is_not_a_features_file(tmp_path):
+    for path in (tmp_path, tmp_path / "feats.npz"):
+        path.mkdir(exist_ok=True)
+        with pytest.raises(FeatureError) as error:
+            load_features_file(path)
+        assert str(error.value) == f"{path}: is a directory, not a features file"
+
+
+@pytest.mark.parametrize("suffix, changes, expected", [
+    (".npy", dict(q_ids=np.array([1, 2, 3, 1, 2, 3], dtype=object)), "q_ids must hold whole numbers, got object"),
+    (".npy", dict(g_ids=["a", "b", "c", "a", "b", "c", "a", "b", "c"]), "g_ids must hold whole numbers, got <U1"),
+    (".npz", dict(q_cams=np.array(list("abcdef"))), "q_cams must hold whole numbers, got <U1"),
+    (".npy", dict(q_ids=[1, [2, 3], 1, 2, 3, 1]), "q_ids must be an array, got a list that numpy cannot turn into one"),
+    (".npy", dict(qf=[[0.5, 1.0]] * (M - 1) + [[0.5]]), "qf must be an array, got a list that numpy cannot turn into "
+                                                         "one"),
+])
+def test_labels_and_features_that_are_not_numbers(tmp_path, suffix, changes, expected):
+    path = tmp_path / f"x{suffix}"
+    WRITERS[suffix[1:]](path, {**arrays(), **changes})
+    with pytest.raises(FeatureError) as error:
+        load_features_file(path)
+    assert str(error.value).startswith(f"{path}: {expected}")
+
+
 # ------------------------------------------------------------------ the features' scale
 def metrics_of_every_method(fs):
     return {name: rerankbench.evaluate(rerankbench.rerank(name, fs), fs) for name in ("baseline", "aqe", "k_reciprocal")}
