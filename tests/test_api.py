@@ -15,6 +15,7 @@ from rerankbench.engine.distances import FeatureDistances, PrecomputedDistances,
 from rerankbench.evaluation.protocols import evaluate_all
 from rerankbench.features.featureset import unit_rows
 from rerankbench.features.trials import check_protocol
+from rerankbench.runtime.device import resolve_device
 
 
 def test_round_trip(tmp_path):
@@ -42,7 +43,7 @@ def test_round_trip(tmp_path):
 
 
 def test_load_dataset_family_and_errors():
-    fs = rerankbench.load_dataset("veriwild", scale=0.02, dim=32)
+    fs = rerankbench.load_dataset("veriwild_small", scale=0.02, dim=32)
     assert fs.name == "veriwild_small"
     with pytest.raises(ValueError, match="unknown dataset"):
         rerankbench.load_dataset("nowhere", scale=0.02, dim=32)
@@ -133,6 +134,77 @@ def test_featureset_properties():
     assert described["num_gallery"] == 7 and described["source_kind"] == "synthetic"
     with pytest.raises(ValueError, match="unknown protocol"):
         check_protocol("nope")
+
+
+# ------------------------------------------------------------------------ arguments the API refuses
+@pytest.mark.parametrize("name, message", [
+    ("all", "load_dataset takes one test set, and 'all' names market1501, dukemtmc, msmt17, veri776, "
+            "veriwild_small, veriwild_medium, veriwild_large, vehicleid_small, vehicleid_medium, vehicleid_large"),
+    ("market1501,dukemtmc", "load_dataset takes one test set, and 'market1501,dukemtmc' names market1501, dukemtmc"),
+    ("veriwild", "load_dataset takes one test set, and 'veriwild' names veriwild_small, veriwild_medium, "
+                 "veriwild_large"),
+    ("", "load_dataset takes one test set, and '' names none"),
+    ("market1501,nowhere", "unknown dataset 'nowhere'"),
+])
+def test_load_dataset_takes_exactly_one_test_set(name, message):
+    with pytest.raises(ValueError) as error:
+        rerankbench.load_dataset(name, scale=0.02, dim=32)
+    assert str(error.value).startswith(message)
+
+
+@pytest.fixture(scope="module")
+def toy_api():
+    fs = make_featureset(num_query=5, num_gallery=20, dim=8)
+    return fs, rerankbench.rerank("baseline", fs)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda fs, d: rerankbench.rerank(fs, "aqe"), TypeError,
+     "rerank: method_name must be a method's name (str), e.g. 'aqe', got FeatureSet"),
+    (lambda fs, d: rerankbench.rerank("aqe", "market1501"), TypeError,
+     "rerank: feature_set must be a FeatureSet, e.g. rerankbench.load_dataset('market1501'), got str 'market1501'"),
+    (lambda fs, d: rerankbench.evaluate(d, "market1501"), TypeError,
+     "evaluate: feature_set must be a FeatureSet, e.g. rerankbench.load_dataset('market1501'), got str 'market1501'"),
+    (lambda fs, d: rerankbench.evaluate(fs, d), TypeError, "evaluate: feature_set must be a FeatureSet, "
+                                                           "e.g. rerankbench.load_dataset('market1501'), got ndarray"),
+    (lambda fs, d: rerankbench.evaluate([[0.1, 0.2], [0.3]], fs), ValueError,
+     "evaluate: distances must be an M x N array of numbers (numpy, torch or nested lists), got list [[0.1, 0.2], "
+     "[0.3]] (setting an array element with a sequence"),
+    (lambda fs, d: rerankbench.evaluate("far", fs), ValueError,
+     "evaluate: distances must be an M x N array of numbers (numpy, torch or nested lists), got str 'far'"),
+    (lambda fs, d: rerankbench.evaluate([[object()] * 20] * 5, fs), TypeError,
+     "evaluate: distances must be an M x N array of numbers (numpy, torch or nested lists), got list"),
+    (lambda fs, d: rerankbench.load_dataset(1501), TypeError, "load_dataset: name must be a test set's name (str), "
+                                                              "got int 1501"),
+])
+def test_wrong_arguments_say_what_was_expected(toy_api, call, error, message):
+    with pytest.raises(error) as raised:
+        call(*toy_api)
+    assert str(raised.value).startswith(message)
+    assert "\n" not in str(raised.value)
+
+
+def test_evaluate_refuses_nan_distances(toy_api):
+    fs, d = toy_api
+    d = d.copy()
+    d[1, 7] = d[3, 0] = d[3, 2] = np.nan
+    with pytest.raises(ValueError) as error:
+        rerankbench.evaluate(d, fs)
+    assert str(error.value) == "evaluate: distances hold 3 NaN values (first at query 1, gallery item 7)"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_gives_the_command_lines_message(toy_api):
+    fs, _ = toy_api
+    with pytest.raises(ValueError) as error:
+        rerankbench.rerank("baseline", fs, device="cuda")
+    with pytest.raises(ValueError) as from_the_cli:
+        resolve_device("cuda")
+    assert str(error.value) == str(from_the_cli.value) == "--device cuda was asked for, but torch sees no CUDA device"
+    with pytest.raises(ValueError, match="unknown device 'tpu'; use cpu, cuda or auto"):
+        rerankbench.rerank("baseline", fs, device="tpu")
+    np.testing.assert_array_equal(rerankbench.rerank("baseline", fs, device="auto"), rerankbench.rerank("baseline", fs))
+
 
 
 # ------------------------------------------------------------------------ the features' scale

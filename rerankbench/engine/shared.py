@@ -22,6 +22,7 @@ import torch
 
 from ..features.featureset import FeatureSet, unit_rows
 from ..features.trials import candidate_rows
+from ..runtime.device import resolve_device
 from ..runtime.progress import progress
 from .distances import PrecomputedDistances, euclidean_blocks
 from .neighbours import KnnGraph, build_knn_graph
@@ -31,7 +32,7 @@ class SharedSteps:
     def __init__(self, fs: FeatureSet, device: str = "cpu", cache_dir: str | Path | None = None,
                  show_progress: bool = False):
         self.fs = fs
-        self.device = torch.device(device)
+        self.device = resolve_device(str(device))
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.folder = None if cache_dir is None else self.cache_dir / "shared" / f"{fs.name}-{fs.fingerprint}"
         self.show_progress = show_progress
