@@ -254,3 +254,42 @@ def test_subprocess_end_to_end(tmp_path):
     assert done.returncode == 2
     assert done.stdout == ""
     assert one_error_line(done.stderr).startswith("error: unknown method 'nope'; registered: baseline, aqe, alpha_qe")
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".npy", ".pt", ".pth", ".h5", ".hdf5", ".mat"])
+@pytest.mark.parametrize("content, expected", [
+    pytest.param(b"", "empty file (0 bytes)", id="empty"),
+    pytest.param(np.random.default_rng(1).bytes(100), "not a readable ", id="random bytes"),
+    pytest.param(None, "is a directory, not a features file", id="directory"),
+])
+def test_features_files_that_are_not_features(capsys, tmp_path, suffix, content, expected):
+    path = tmp_path / f"feats{suffix}"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    results = tmp_path / "res"
+    code, out, err = run(capsys, "run", "--methods", "baseline", "--features", str(path), "--results", str(results),
+                         "--no-progress")
+    assert code == 2
+    assert one_error_line(err).startswith(f"error: {path}: {expected}")
+    assert not (results / "records.jsonl").exists()
+
+
+def test_features_file_at_any_scale_gives_the_same_records(capsys, tmp_path):
+    # 1e20: the squares of the L2 norm overflowed float32 and every method scored the all-ties result;
+    # 1e-30: they underflowed and the file was refused as "rows are all zero"
+    metrics = []
+    for factor in (1.0, 1e20, 1e-30):
+        path = tmp_path / "feats.npz"
+        arrays = _features(path, seed=3)
+        _features(path, seed=3, qf=arrays["qf"] * np.float32(factor), gf=arrays["gf"] * np.float32(factor))
+        results = tmp_path / f"res-{factor}"
+        code, out, err = run(capsys, "run", "--methods", "baseline,k_reciprocal", "--features", str(path),
+                             "--results", str(results), "--no-progress")
+        assert code == 0, err
+        records = ResultsStore(results).records()
+        assert [r["status"] for r in records] == ["ok", "ok"]
+        metrics.append([{key: r[key] for key in ("cmc1", "cmc5", "cmc10", "map", "minp")} for r in records])
+    assert metrics[0][0]["cmc1"] > 50
+    assert metrics[1] == metrics[0] and metrics[2] == metrics[0]

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..features.featureset import Split
+from ..features.featureset import Split, scale_free_rows
 from ..runtime.files import DamagedFile, discard, folder_lock, write_atomic
 from ..runtime.progress import progress
 from .config import AcpConfig
@@ -82,12 +82,20 @@ def input_blocks(split: Split, config: AcpConfig) -> tuple[str, ...]:
 
 
 def model_inputs(splits: list[Split], blocks: tuple[str, ...]) -> np.ndarray:
-    """The rows of `splits`, one after the other, with their `blocks` side by side (float32)."""
+    """The rows of `splits`, one after the other, with their `blocks` side by side (float32), each
+    block's rows scaled to a largest |x| in [0.5, 1) (scale_free_rows): the model L2-normalises every
+    block (eq. 2), which then neither overflows nor underflows at any scale of the features."""
     def block(split: Split, name: str) -> np.ndarray:
         if name != "features" and name not in split.blocks:
             raise ValueError(f"the model was trained on blocks {', '.join(blocks)}, but these features have no {name!r}")
         return np.asarray(split.features if name == "features" else split.blocks[name], np.float32)
-    return np.concatenate([np.concatenate([block(split, name) for name in blocks], axis=1) for split in splits])
+    parts = [[block(split, name) for name in blocks] for split in splits]
+    inputs = np.concatenate([np.concatenate(row, axis=1) for row in parts])
+    start = 0
+    for part in parts[0]:
+        scale_free_rows(torch.from_numpy(inputs[:, start:start + part.shape[1]]))  # in place, on the new array
+        start += part.shape[1]
+    return inputs
 
 
 def train(split: Split, config: AcpConfig, settings: TrainingSettings, folder: str | Path | None, seed: int = 0,

@@ -21,8 +21,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..features.featureset import FeatureSet
+from ..features.featureset import FeatureSet, unit_rows
 from ..features.trials import candidate_rows
+from ..runtime.device import resolve_device
 from ..runtime.files import DamagedFile, discard, folder_lock, load_npy, load_npz, write_atomic, write_text_atomic
 from ..runtime.progress import progress
 from .distances import PrecomputedDistances, euclidean_blocks
@@ -33,7 +34,7 @@ class SharedSteps:
     def __init__(self, fs: FeatureSet, device: str = "cpu", cache_dir: str | Path | None = None,
                  show_progress: bool = False):
         self.fs = fs
-        self.device = torch.device(device)
+        self.device = resolve_device(str(device))
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.folder = None if cache_dir is None else self.cache_dir / "shared" / f"{fs.name}-{fs.fingerprint}"
         self.show_progress = show_progress
@@ -48,7 +49,7 @@ class SharedSteps:
         """X = [Q; G], rows L2-normalised, float32, on the device."""
         start = time.perf_counter()
         x = torch.from_numpy(self.fs.stacked()).to(self.device)
-        x /= x.norm(dim=1, keepdim=True)  # in place: one copy of X
+        unit_rows(x)  # in place: one copy of X
         self.timings["normalise"] = {"seconds": time.perf_counter() - start}
         return x
 
