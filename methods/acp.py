@@ -10,7 +10,9 @@ choice). Each image is fused once (the fusion is per image in eval mode), then t
 are read from the shared kNN graph in blocks: nothing is T x T.
 
 The model is trained on the dataset's train split before the cell is timed, or loaded from its
-checkpoint (<results>/cache/acp/). Parameters: k1 = N/C, k2 = 6 (Table IV); preset "auto" takes
+checkpoint (<results>/cache/acp/). Parameters: k1 = N/C, k2 = 6 (Table IV; at most k1: the
+refinement reads the first k2 of the k1 neighbours, so VehicleID's k1 = 4 runs and records
+k2 = 4); preset "auto" takes
 ACP-XL for a train split of 100,000 images or more (VERI-Wild, VehicleID at full size, as in
 Sec. IV-B2) and ACP-Basic below; any architecture parameter of Tables II and VII-X may be set
 over the preset. Training: `epochs` = 20 and `epoch_size` probes per epoch, "auto" being every
@@ -63,6 +65,7 @@ class AttentionCorrelationPredictor(Reranker):
         if params["epoch_size"] == AUTO:
             scale = fs.source.get("scale", 1.0) if fs.synthetic else None
             params["epoch_size"] = len(fs.train) if scale is None else min(len(fs.train), round(TWIN_EPOCH_SIZE * scale))
+        params["k2"] = min(params["k1"], params["k2"])  # the refinement reads the first k2 of k1: what runs is recorded
         return params
 
     def recipe(self, fs) -> tuple[AcpConfig, TrainingSettings, int]:

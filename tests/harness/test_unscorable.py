@@ -38,7 +38,8 @@ def test_nothing_to_score_gives_failed_records(capsys, tmp_path, case):
     code = main(["run", "--methods", ",".join(METHODS), "--features", str(path), "--results", str(results),
                  "--no-progress"])
     out, err = capsys.readouterr()
-    assert code == 0, err
+    assert code == 1, err  # cells failed
+    assert err.strip().splitlines()[-1].startswith(f"0 of {len(METHODS)} cells ok, {len(METHODS)} failed")
     records = ResultsStore(results).records()
     assert [r["method"] for r in records] == METHODS
     for record in records:
