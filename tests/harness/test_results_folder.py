@@ -174,16 +174,21 @@ def test_which_failed_cells_run_again(capfd, tmp_path, failure, error, retried):
 
 
 # ------------------------------------------------------------------------------- 6. full disk
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 64 kB tmpfs (needs root, as CI has); skipped where mounting is not allowed."""
-    mount = tmp_path / "disk"
+def tmpfs(mount: Path, size: str):
+    """A tmpfs of `size` mounted at `mount` while the fixture lasts (needs root, as CI has);
+    the test is skipped where mounting is not allowed."""
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 kB disk."""
+    yield from tmpfs(tmp_path / "disk", "64k")
 
 
 def fill(mount: Path) -> None:
@@ -237,14 +242,8 @@ def test_records_jsonl_that_is_a_folder(capfd, tmp_path):
 
 @pytest.fixture
 def read_only(tmp_path):
-    """A results folder with records on a tmpfs remounted read-only; skipped where mounting is not allowed."""
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    """A disk for a results folder, which the test remounts read-only."""
+    yield from tmpfs(tmp_path / "ro", "8m")
 
 
 def test_a_read_only_results_folder(capfd, tmp_path, read_only):
