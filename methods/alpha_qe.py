@@ -7,7 +7,7 @@ Paper setting: k = N/C, alpha = 3. (fast-reid's `aqe` is this method.)
 """
 from rerankbench.engine.distances import FeatureDistances
 from rerankbench.engine.expansion import expand
-from rerankbench.engine.reranker import DATA_DEPENDENT, Reranker
+from rerankbench.engine.reranker import DATA_DEPENDENT, NEIGHBOURHOOD, NON_NEGATIVE, Reranker
 
 
 class AlphaQueryExpansion(Reranker):
@@ -15,6 +15,7 @@ class AlphaQueryExpansion(Reranker):
     title = "αQE"
     aliases = {"k1": "k"}  # the neighbourhood size the paper calls k1
     defaults = {"k": DATA_DEPENDENT, "alpha": 3.0}
+    ranges = {"k": NEIGHBOURHOOD, "alpha": NON_NEGATIVE}
 
     def neighbours_needed(self, fs):
         return self.resolved(fs)["k"]

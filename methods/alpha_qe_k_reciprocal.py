@@ -7,14 +7,17 @@ shared steps of the expanded set (`SharedSteps.derived`), built before the metho
 cached, and reused by every k1 / k2 / lambda of a sweep.
 """
 from rerankbench.engine.expansion import expand
-from rerankbench.engine.reranker import DATA_DEPENDENT, Reranker
+from rerankbench.engine.reranker import Reranker
+from rerankbench.methods.alpha_qe import AlphaQueryExpansion
 from rerankbench.methods.k_reciprocal import KReciprocal
 
 
 class AlphaQeKReciprocal(Reranker):
     name = "alpha_qe_k_reciprocal"
     title = "αQE + k-reciprocal"
-    defaults = {"k": DATA_DEPENDENT, "alpha": 3.0, **KReciprocal.defaults}
+    defaults = {**AlphaQueryExpansion.defaults, **KReciprocal.defaults}
+    ranges = {**AlphaQueryExpansion.ranges, **KReciprocal.ranges}
+    spellings = KReciprocal.spellings  # lam for lambda
 
     def neighbours_needed(self, fs):
         return self.resolved(fs)["k"]

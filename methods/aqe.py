@@ -8,7 +8,7 @@ import torch
 
 from rerankbench.engine.distances import FeatureDistances
 from rerankbench.engine.expansion import expand
-from rerankbench.engine.reranker import DATA_DEPENDENT, Reranker
+from rerankbench.engine.reranker import DATA_DEPENDENT, NEIGHBOURHOOD, Reranker
 
 
 class AverageQueryExpansion(Reranker):
@@ -16,6 +16,7 @@ class AverageQueryExpansion(Reranker):
     title = "AQE"
     aliases = {"k1": "k"}  # the neighbourhood size the paper calls k1
     defaults = {"k": DATA_DEPENDENT}
+    ranges = {"k": NEIGHBOURHOOD}
 
     def neighbours_needed(self, fs):
         return self.resolved(fs)["k"]

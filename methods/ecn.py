@@ -13,7 +13,7 @@ Parameters k = 25, t = 3, q = 8. The reference returns gallery x query; this is 
 import torch
 
 from rerankbench.engine.contextual import OverlapDistances
-from rerankbench.engine.reranker import Reranker
+from rerankbench.engine.reranker import NEIGHBOURHOOD, NEIGHBOURHOOD_WITHOUT_SELF, Reranker
 from rerankbench.engine.sparse_rows import SparseRows
 
 
@@ -21,6 +21,7 @@ class ExpandedCrossNeighbourhood(Reranker):
     name = "ecn"
     title = "ECN"
     defaults = {"k": 25, "t": 3, "q": 8}
+    ranges = {"k": NEIGHBOURHOOD, "t": NEIGHBOURHOOD_WITHOUT_SELF, "q": NEIGHBOURHOOD_WITHOUT_SELF}
     uses_distances = True
 
     def neighbours_needed(self, fs):

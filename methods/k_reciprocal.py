@@ -9,7 +9,8 @@ V[i, j]   = exp(-d(i, j)) / sum_{l in R*(i)} exp(-d(i, l))  for j in R*(i)   (re
 V[i]     <- mean_{j in kNN(i, k2)} V[j]                      (local query expansion)
 J(q, g)   = 1 - S / (2 - S),  S = sum_j min(V[q, j], V[g, j])  (1 where supports do not meet)
 final     = (1 - lambda) J(q, g) + lambda d(q, g)
-Parameters: k1 = N/C in the paper (20 in the original), k2 = 6, lambda = 0.3. V is sparse
+Parameters: k1 = N/C in the paper (20 in the original), k2 = 6, lambda = 0.3 (also named
+`lam`, as Python cannot take lambda as a keyword argument; records say lambda). V is sparse
 (|R*(i)| is a few dozen) and read from the shared kNN graph: no T x T array is ever made.
 """
 import torch
@@ -17,7 +18,7 @@ import torch
 from rerankbench.engine.contextual import OverlapDistances
 from rerankbench.engine.neighbours import lookup_distances
 from rerankbench.engine.reciprocal import expanded_reciprocal_sets
-from rerankbench.engine.reranker import DATA_DEPENDENT, Reranker
+from rerankbench.engine.reranker import DATA_DEPENDENT, NEIGHBOURHOOD, NEIGHBOURHOOD_WITHOUT_SELF, Range, Reranker
 from rerankbench.engine.sparse_rows import SparseRows
 
 CONVENTIONS = {"euclidean": 2, "squared": 4}  # d = (e / max e) ** power
@@ -27,6 +28,9 @@ class KReciprocal(Reranker):
     name = "k_reciprocal"
     title = "k-reciprocal"
     defaults = {"k1": DATA_DEPENDENT, "k2": 6, "lambda": 0.3, "distance": "euclidean"}
+    ranges = {"k1": NEIGHBOURHOOD_WITHOUT_SELF,  # R(i, k1) reads kNN(i, k1 + 1)
+              "k2": NEIGHBOURHOOD, "lambda": Range(0, 1)}
+    spellings = {"lam": "lambda"}  # lambda is a Python keyword: rerank("k_reciprocal", fs, lam=0.5)
     uses_distances = True
 
     def resolved(self, fs):

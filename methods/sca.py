@@ -10,7 +10,7 @@ Parameters: k1 = N/C in the paper's table (4 in the demo), k2 = 2 (the demo's).
 import torch
 
 from rerankbench.engine.contextual import OverlapDistances
-from rerankbench.engine.reranker import DATA_DEPENDENT, Reranker
+from rerankbench.engine.reranker import DATA_DEPENDENT, NEIGHBOURHOOD, Reranker
 from rerankbench.engine.sparse_rows import SparseRows
 
 
@@ -18,6 +18,7 @@ class SparseContextualActivation(Reranker):
     name = "sca"
     title = "SCA"
     defaults = {"k1": DATA_DEPENDENT, "k2": 2}
+    ranges = {"k1": NEIGHBOURHOOD, "k2": NEIGHBOURHOOD}
 
     def neighbours_needed(self, fs):
         params = self.resolved(fs)

@@ -17,17 +17,24 @@ __all__ = ["FeatureError", "FeatureSet", "Split", "evaluate", "load_dataset", "r
 
 def load_dataset(name: str, scale: float = 0.1, seed: int = 0, dim: int = 2048, with_train: bool = False,
                  cache_dir: str | None = None) -> FeatureSet:
-    """The synthetic twin of a registered test set."""
+    """The synthetic twin of one registered test set (a family such as "veriwild" names several: pick one)."""
     from .engine.registry import datasets, select
-    (chosen,) = select(name, datasets(), "dataset")[:1]
-    return datasets()[chosen].load(scale, seed, dim, with_train, cache_dir)
+    if not isinstance(name, str):
+        raise TypeError(f"load_dataset: name must be a test set's name (str), got {_described(name)}")
+    chosen = select(name, datasets(), "dataset")  # refuses unknown names
+    if len(chosen) != 1:
+        raise ValueError(f"load_dataset takes one test set, and {name!r} names {', '.join(chosen) or 'none'}")
+    return datasets()[chosen[0]].load(scale, seed, dim, with_train, cache_dir)
 
 
 def rerank(method_name: str, feature_set: FeatureSet, device: str = "cpu", **params) -> np.ndarray:
-    """The M x N query-to-gallery distances of a method on a feature set."""
+    """The M x N query-to-gallery distances of a method on a feature set (device: cpu, cuda or auto)."""
     from .engine.distances import materialise
     from .engine.registry import method
     from .engine.shared import SharedSteps
+    if not isinstance(method_name, str):
+        raise TypeError(f"rerank: method_name must be a method's name (str), e.g. 'aqe', got {_described(method_name)}")
+    _check_feature_set(feature_set, "rerank")
     reranker = method(method_name, **params)
     shared = SharedSteps(feature_set, device)
     m, n = feature_set.num_query, feature_set.num_gallery
@@ -38,10 +45,33 @@ def evaluate(distances: np.ndarray, feature_set: FeatureSet) -> dict:
     """Metrics (percent) of M x N distances for the feature set's query and gallery as given
     (a single trial; the harness does VehicleID's 10 draws)."""
     from .evaluation.metrics import score_queries, summarise
-    distances = np.asarray(distances, dtype=np.float32)
+    _check_feature_set(feature_set, "evaluate")
+    try:
+        distances = np.asarray(distances, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        kind = TypeError if isinstance(error, TypeError) else ValueError
+        raise kind(f"evaluate: distances must be an M x N array of numbers (numpy, torch or nested lists), got "
+                   f"{_described(distances)} ({error})") from None
     expected = (feature_set.num_query, feature_set.num_gallery)
     if distances.shape != expected:
         raise ValueError(f"distances have shape {distances.shape}, the feature set needs {expected}")
+    nan = np.isnan(distances)
+    if nan.any():
+        first = tuple(int(i) for i in np.argwhere(nan)[0])
+        raise ValueError(f"evaluate: distances hold {int(nan.sum())} NaN values (first at query {first[0]}, "
+                         f"gallery item {first[1]})")
     q, g = feature_set.query, feature_set.gallery
     scores = score_queries([(0, distances)], q.ids, g.ids, q.cams, g.cams)
     return summarise(scores, official=feature_set.protocol == "market-official")
+
+
+def _check_feature_set(value, function: str) -> None:
+    if not isinstance(value, FeatureSet):
+        raise TypeError(f"{function}: feature_set must be a FeatureSet, e.g. rerankbench.load_dataset('market1501'), "
+                        f"got {_described(value)}")
+
+
+def _described(value) -> str:
+    """A wrong argument in an error message: its type, and its value when short (e.g. "str 'aqe'")."""
+    text = repr(value)
+    return type(value).__name__ + (f" {text}" if len(text) <= 40 else "")

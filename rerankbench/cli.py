@@ -12,11 +12,11 @@ from pathlib import Path
 from .acp.training import TrainingSettings
 from .engine import registry
 from .features.extraction import Extraction
-from .features.featureset import FeatureError
 from .features.trials import PROTOCOLS
 from .harness.loading import DataRequest, features_file_name
 from .harness.runner import RunOptions, run_benchmark
 from .harness.store import ResultsStore
+from .runtime.messages import one_line_warnings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    one_line_warnings()
     args.command_line = shlex.join(["python", "-m", "rerankbench", *argv])  # stored in the records
     try:
         commands = {"run": _run, "sweep": _run, "ablation": _run, "extract": _extract, "list": _list, "table": _table,
@@ -140,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                     "extraction-benchmark": _extraction_benchmark, "compare-reference": _compare_reference,
                     "train": _train, "model-figures": _model_figures, "acp-benchmark": _acp_benchmark}
         return commands[args.command](args)
-    except (ValueError, FeatureError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:  # FeatureError, StoreError, DamagedFile are ValueErrors
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2
 
 
@@ -162,6 +163,8 @@ def _run_options(parser, methods: str) -> None:
     parser.add_argument("--time-limit", type=float, metavar="SECONDS", help="a cell over this becomes a failed record")
     parser.add_argument("--memory-limit", type=float, metavar="MB", help="a cell whose RSS exceeds this becomes a failed record")
     parser.add_argument("--force", action="store_true", help="re-run cells that already have a record")
+    parser.add_argument("--skip-failed", action="store_true", help="a failed cell counts as done (by default a cell "
+                        "that failed for the machine or the cache -- killed, out of time or memory -- runs again)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--executor", choices=("local", "ray"), default="local",
                         help="where the cells run: worker processes here (default), or tasks on a Ray cluster")
@@ -240,7 +243,7 @@ def _run(args) -> int:
     options = RunOptions(args.results, args.scale, args.seed, args.dim, args.device, args.threads, args.time_limit,
                          args.memory_limit, args.force, args.features, args.protocol, not args.no_progress,
                          args.command_line, args.data_root, _extraction(args), args.executor, args.address,
-                         args.cpus_per_cell)
+                         args.cpus_per_cell, args.skip_failed)
     try:
         records = run_benchmark(dataset_names, cells, options, args.trials)
     except KeyboardInterrupt:
@@ -248,7 +251,11 @@ def _run(args) -> int:
               "run the same command again to resume", file=sys.stderr)
         return 130
     print(markdown_table(records))
-    return 0
+    failed = sum(record["status"] != "ok" for record in records)
+    print(f"{len(records) - failed} of {len(records)} cells ok" + (
+        f", {failed} failed: their records say why; the same command runs again those that failed for the "
+        "machine or the cache" if failed else ""), file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _extract(args) -> int:
@@ -267,8 +274,7 @@ def _train(args) -> int:
     params = parse_settings(args.set, [args.method])[args.method]
     params.update({name: value for name, value in (("preset", args.preset), ("epochs", args.epochs)) if value is not None})
     method = registry.method(args.method, **params)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     if bool(args.features) == bool(args.dataset):
         raise ValueError("give --dataset (a twin, or a real dataset with --data-root) or --features, one of them")
     dataset = features_file_name(args.features) if args.features else \
@@ -300,7 +306,7 @@ def _table(args) -> int:
     from .reports.table_formats import render
     from .reports.tables import markdown_table
     if args.records:  # a row per record: an empty table when there are none
-        print(markdown_table(ResultsStore(args.results).records()))
+        print(markdown_table(ResultsStore(args.results).results()))
         return 0
     print(render(build_table(_records(args.results), args.paper), args.format), end="")
     return 0
@@ -325,7 +331,7 @@ def _export(args) -> int:
     from .reports.report import export_set
     methods = registry.select(args.methods, registry.methods(), "method")
     datasets = None if args.datasets == "all" else registry.select(args.datasets, registry.datasets(), "dataset")
-    print("\n".join(map(str, export_set(ResultsStore(args.results).records(), args.output, datasets, methods, args.scale))))
+    print("\n".join(map(str, export_set(ResultsStore(args.results).results(), args.output, datasets, methods, args.scale))))
     return 0
 
 
@@ -344,8 +350,7 @@ def _acp_benchmark(args) -> int:
     import torch
 
     from .benchmarks.acp_budgets import run
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     run(args.dataset, args.scale, parse_settings(args.set, ["acp"])["acp"], args.device, args.results, args.output)
     return 0
 
@@ -363,12 +368,29 @@ def _compare_reference(args) -> int:
     return 0
 
 
+def _set_threads(threads: int | None) -> None:
+    """torch's threads for the work done in this process (None: torch's default)."""
+    import torch
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+
+
 def _records(results: str) -> list[dict]:
     store = ResultsStore(results)
-    records = store.records()
+    records = store.results()
     if not records:
         raise ValueError(f"no records in {store.path}")
     return records
+
+
+def _one_line(error: Exception) -> str:
+    """The error as one line: an OSError from the system as "<file>: <reason>"."""
+    if isinstance(error, OSError) and error.strerror:
+        names = " -> ".join(str(name) for name in (error.filename, error.filename2) if name)
+        return f"{names}: {error.strerror}" if names else error.strerror
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _log(line: str) -> None:

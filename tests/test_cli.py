@@ -67,6 +67,59 @@ def test_bad_set_infinite(capsys, tmp_path):
     one_error_line(err)
 
 
+@pytest.mark.parametrize("setting, message", [
+    ("k_reciprocal.lambda=2", "parameter k_reciprocal.lambda must be in [0, 1], got 2"),
+    ("k_reciprocal.lambda=-1", "parameter k_reciprocal.lambda must be in [0, 1], got -1"),
+    ("alpha_qe.alpha=-3", "parameter alpha_qe.alpha must be >= 0, got -3"),
+])
+def test_set_outside_the_parameters_range(capsys, tmp_path, setting, message):
+    code, out, err = run(capsys, "run", "--methods", "alpha_qe,k_reciprocal", *TWIN, "--results", str(tmp_path),
+                         "--set", setting)
+    assert code == 2
+    assert one_error_line(err) == f"error: {message}"
+    assert not (tmp_path / "records.jsonl").exists()
+
+
+def test_sweep_outside_the_parameters_range_fails_before_any_work(capsys, tmp_path):
+    code, out, err = run(capsys, "sweep", "--methods", "k_reciprocal", "--param", "lambda", "--values", "0:2:0.5",
+                         *TWIN, "--results", str(tmp_path))
+    assert code == 2
+    assert one_error_line(err) == "error: parameter k_reciprocal.lambda must be in [0, 1], got 1.5"
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())  # not even the twin was made
+
+
+@pytest.mark.parametrize("method, key", [("aqe", "k"), ("alpha_qe", "k"), ("k_reciprocal", "k1"), ("sca", "k1"),
+                                         ("gnn", "k1"), ("acp", "k1")])
+def test_set_neighbourhood_larger_than_the_data(capsys, tmp_path, method, key):
+    fs = rerankbench.load_dataset("market1501", scale=0.02, dim=32)
+    rows = fs.num_query + fs.num_gallery
+    beyond = f"{rows:,} rows of X (queries + gallery)"
+    if method == "k_reciprocal":  # its k1 counts neighbours besides the row itself: kNN(i, k1 + 1)
+        beyond = f"{rows - 1:,} rows of X (queries + gallery) other than the row itself"
+    code, out, err = run(capsys, "run", "--methods", method, *TWIN, "--results", str(tmp_path),
+                         "--set", f"{method}.{key}=100000")
+    assert code == 2
+    assert one_error_line(err) == f"error: parameter {method}.{key} = 100000 is larger than the {beyond}"
+    assert not (tmp_path / "records.jsonl").exists()
+
+
+def test_set_and_sweep_lambda_as_lam(capsys, tmp_path):
+    code, out, err = run(capsys, "run", "--methods", "k_reciprocal", *TWIN, "--results", str(tmp_path),
+                         "--set", "k_reciprocal.lam=0.5")
+    assert code == 0, err
+    (record,) = ResultsStore(tmp_path).records()
+    assert record["params"]["lambda"] == 0.5 and "lam" not in record["params"]
+    assert record["overrides"] == {"lambda": 0.5}
+    code, out, err = run(capsys, "run", "--methods", "k_reciprocal", *TWIN, "--results", str(tmp_path),
+                         "--set", "k_reciprocal.lambda=0.5")
+    assert code == 0, err
+    assert "1 cell(s) already in" in out  # the same cell
+    code, out, err = run(capsys, "sweep", "--methods", "k_reciprocal", "--param", "lam", "--values", "0.5,0.7",
+                         *TWIN, "--results", str(tmp_path))
+    assert code == 0, err
+    assert [r["overrides"] for r in ResultsStore(tmp_path).records()] == [{"lambda": 0.5}, {"lambda": 0.7}]
+
+
 def _features(path, m=12, n=60, dim=16, seed=0, cams=True, **changes):
     rng = np.random.default_rng(seed)
     q_ids = rng.integers(1, 8, m)
@@ -201,3 +254,42 @@ def test_subprocess_end_to_end(tmp_path):
     assert done.returncode == 2
     assert done.stdout == ""
     assert one_error_line(done.stderr).startswith("error: unknown method 'nope'; registered: baseline, aqe, alpha_qe")
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".npy", ".pt", ".pth", ".h5", ".hdf5", ".mat"])
+@pytest.mark.parametrize("content, expected", [
+    pytest.param(b"", "empty file (0 bytes)", id="empty"),
+    pytest.param(np.random.default_rng(1).bytes(100), "not a readable ", id="random bytes"),
+    pytest.param(None, "is a directory, not a features file", id="directory"),
+])
+def test_features_files_that_are_not_features(capsys, tmp_path, suffix, content, expected):
+    path = tmp_path / f"feats{suffix}"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    results = tmp_path / "res"
+    code, out, err = run(capsys, "run", "--methods", "baseline", "--features", str(path), "--results", str(results),
+                         "--no-progress")
+    assert code == 2
+    assert one_error_line(err).startswith(f"error: {path}: {expected}")
+    assert not (results / "records.jsonl").exists()
+
+
+def test_features_file_at_any_scale_gives_the_same_records(capsys, tmp_path):
+    # 1e20: the squares of the L2 norm overflowed float32 and every method scored the all-ties result;
+    # 1e-30: they underflowed and the file was refused as "rows are all zero"
+    metrics = []
+    for factor in (1.0, 1e20, 1e-30):
+        path = tmp_path / "feats.npz"
+        arrays = _features(path, seed=3)
+        _features(path, seed=3, qf=arrays["qf"] * np.float32(factor), gf=arrays["gf"] * np.float32(factor))
+        results = tmp_path / f"res-{factor}"
+        code, out, err = run(capsys, "run", "--methods", "baseline,k_reciprocal", "--features", str(path),
+                             "--results", str(results), "--no-progress")
+        assert code == 0, err
+        records = ResultsStore(results).records()
+        assert [r["status"] for r in records] == ["ok", "ok"]
+        metrics.append([{key: r[key] for key in ("cmc1", "cmc5", "cmc10", "map", "minp")} for r in records])
+    assert metrics[0][0]["cmc1"] > 50
+    assert metrics[1] == metrics[0] and metrics[2] == metrics[0]

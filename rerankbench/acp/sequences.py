@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..engine.neighbours import build_knn_graph
-from ..features.featureset import Split
+from ..features.featureset import Split, unit_rows
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class SequencePool:
     @classmethod
     def from_split(cls, split: Split, k: int, show_progress: bool = False) -> "SequencePool":
         # torch.tensor copies: the split may be a read-only memory map
-        features = torch.nn.functional.normalize(torch.tensor(np.asarray(split.features, np.float32)), dim=1)
+        features = unit_rows(torch.tensor(np.asarray(split.features, np.float32)))
         neighbours = build_knn_graph(features, k, show_progress).indices.astype(np.int32)
         return cls(neighbours, split.ids[neighbours] == split.ids[:, None])
 

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,7 +26,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..features.featureset import Split
+from ..features.featureset import Split, scale_free_rows
+from ..runtime.files import DamagedFile, discard, folder_lock, write_atomic
 from ..runtime.progress import progress
 from .config import AcpConfig
 from .loss import focal_loss
@@ -80,17 +82,32 @@ def input_blocks(split: Split, config: AcpConfig) -> tuple[str, ...]:
 
 
 def model_inputs(splits: list[Split], blocks: tuple[str, ...]) -> np.ndarray:
-    """The rows of `splits`, one after the other, with their `blocks` side by side (float32)."""
+    """The rows of `splits`, one after the other, with their `blocks` side by side (float32), each
+    block's rows scaled to a largest |x| in [0.5, 1) (scale_free_rows): the model L2-normalises every
+    block (eq. 2), which then neither overflows nor underflows at any scale of the features."""
     def block(split: Split, name: str) -> np.ndarray:
         if name != "features" and name not in split.blocks:
             raise ValueError(f"the model was trained on blocks {', '.join(blocks)}, but these features have no {name!r}")
         return np.asarray(split.features if name == "features" else split.blocks[name], np.float32)
-    return np.concatenate([np.concatenate([block(split, name) for name in blocks], axis=1) for split in splits])
+    parts = [[block(split, name) for name in blocks] for split in splits]
+    inputs = np.concatenate([np.concatenate(row, axis=1) for row in parts])
+    start = 0
+    for part in parts[0]:
+        scale_free_rows(torch.from_numpy(inputs[:, start:start + part.shape[1]]))  # in place, on the new array
+        start += part.shape[1]
+    return inputs
 
 
 def train(split: Split, config: AcpConfig, settings: TrainingSettings, folder: str | Path | None, seed: int = 0,
           device: str = "cpu", show_progress: bool = False, log: Callable[[str], None] = lambda line: None) -> TrainedAcp:
-    """Train (or resume training) ACP on `split`; checkpoints in `folder` (None: none are kept)."""
+    """Train (or resume training) ACP on `split`; checkpoints in `folder` (None: none are kept).
+    A process asking for a model another one is training waits for it, then resumes from its checkpoint."""
+    with nullcontext() if folder is None else folder_lock(folder):
+        return _train(split, config, settings, folder, seed, device, show_progress, log)
+
+
+def _train(split: Split, config: AcpConfig, settings: TrainingSettings, folder: str | Path | None, seed: int,
+           device: str, show_progress: bool, log: Callable[[str], None]) -> TrainedAcp:
     blocks = input_blocks(split, config)
     features = torch.as_tensor(model_inputs([split], blocks), device=device)
     block_dims = tuple(split.features.shape[1] if b == "features" else split.blocks[b].shape[1] for b in blocks)
@@ -147,12 +164,10 @@ def _epoch(model: AcpModel, optimiser: torch.optim.Optimizer, pool: SequencePool
 
 def _save(folder: Path, identity: dict, trained: TrainedAcp, optimiser: torch.optim.Optimizer, epoch: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"epoch-{epoch + 1:04d}.pt"
-    tmp = path.with_suffix(".tmp")
-    torch.save({**identity, "epoch": epoch + 1, "blocks": trained.blocks, "losses": trained.losses,
-                "epoch_seconds": trained.epoch_seconds, "model": trained.model.state_dict(),
-                "optimiser": optimiser.state_dict()}, tmp)
-    tmp.replace(path)
+    state = {**identity, "epoch": epoch + 1, "blocks": trained.blocks, "losses": trained.losses,
+             "epoch_seconds": trained.epoch_seconds, "model": trained.model.state_dict(),
+             "optimiser": optimiser.state_dict()}
+    path = write_atomic(folder / f"epoch-{epoch + 1:04d}.pt", lambda tmp: torch.save(state, tmp))
     trained.checkpoint = path
     for older in folder.glob("epoch-*.pt"):
         if older != path:
@@ -186,7 +201,18 @@ def _resume(folder: Path, identity: dict, trained: TrainedAcp, optimiser: torch.
     path = latest_checkpoint(folder)
     if path is None:
         return 0
-    state = torch.load(path, map_location=next(trained.model.parameters()).device, weights_only=False)
+    try:
+        state = torch.load(path, map_location=next(trained.model.parameters()).device, weights_only=False)
+        missing = [key for key in (*identity, "epoch", "losses", "model", "optimiser") if key not in state]
+        if missing:
+            raise DamagedFile(f"{path}: no {', '.join(missing)} in it")
+    except DamagedFile as error:
+        discard(path, error, "training afresh")
+        return 0
+    except Exception as error:  # torch raises many kinds for a file that is not a whole checkpoint
+        discard(path, f"unreadable checkpoint ({str(error).splitlines()[0] if str(error) else type(error).__name__})",
+                "training afresh")
+        return 0
     differing = [key for key, value in identity.items() if state[key] != value]
     if differing:
         raise ValueError(f"{path} was trained with other {', '.join(differing)}: "

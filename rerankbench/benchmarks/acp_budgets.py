@@ -21,7 +21,7 @@ from ..engine.neighbours import build_knn_graph
 from ..engine.registry import datasets, method
 from ..engine.shared import SharedSteps
 from ..evaluation.protocols import evaluate_all
-from ..features.featureset import Split
+from ..features.featureset import Split, unit_rows
 from ..harness.cell import TimedDistances
 from ..harness.memory import peak_rss_mb, reset_peak_rss
 from ..harness.provenance import describe
@@ -68,7 +68,7 @@ def run(dataset: str = "msmt17", scale: float = 1.0, params: dict | None = None,
         test = Split(fs.stacked(), np.concatenate([fs.query.ids, fs.gallery.ids]),
                      blocks={name: np.concatenate([fs.query.blocks[name], fs.gallery.blocks[name]])
                              for name in fs.query.blocks})
-        train_features = torch.nn.functional.normalize(torch.tensor(np.asarray(fs.train.features, np.float32)), dim=1)
+        train_features = unit_rows(torch.tensor(np.asarray(fs.train.features, np.float32)))
         figures["separation"] = {
             "train": separation(trained, fs.train, build_knn_graph(train_features.to(shared.device), resolved["k1"]).indices,
                                 resolved["k2"], shared.device),

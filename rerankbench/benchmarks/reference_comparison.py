@@ -28,6 +28,7 @@ from ..engine import registry
 from ..engine.distances import PrecomputedDistances, euclidean_blocks
 from ..engine.shared import SharedSteps
 from ..evaluation.protocols import evaluate_all
+from ..features.featureset import unit_rows
 from ..harness.cell import TimedDistances
 from ..harness.memory import peak_rss_mb, reset_peak_rss
 from ..harness.provenance import describe
@@ -46,7 +47,7 @@ def _reference_side(reference: str, dataset: str, scale: float, cache_dir: str, 
     reset_peak_rss()
     start = time.perf_counter()
     x = torch.from_numpy(fs.stacked())
-    x /= x.norm(dim=1, keepdim=True)
+    unit_rows(x)
     m, t = fs.num_query, len(x)
     query, gallery = np.arange(m), np.arange(m, t)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from functools import cached_property
 from pathlib import Path
 from typing import Callable
@@ -20,8 +21,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..features.featureset import FeatureSet
+from ..features.featureset import FeatureSet, unit_rows
 from ..features.trials import candidate_rows
+from ..runtime.device import resolve_device
+from ..runtime.files import DamagedFile, discard, folder_lock, load_npy, load_npz, write_atomic, write_text_atomic
 from ..runtime.progress import progress
 from .distances import PrecomputedDistances, euclidean_blocks
 from .neighbours import KnnGraph, build_knn_graph
@@ -31,7 +34,7 @@ class SharedSteps:
     def __init__(self, fs: FeatureSet, device: str = "cpu", cache_dir: str | Path | None = None,
                  show_progress: bool = False):
         self.fs = fs
-        self.device = torch.device(device)
+        self.device = resolve_device(str(device))
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.folder = None if cache_dir is None else self.cache_dir / "shared" / f"{fs.name}-{fs.fingerprint}"
         self.show_progress = show_progress
@@ -46,7 +49,7 @@ class SharedSteps:
         """X = [Q; G], rows L2-normalised, float32, on the device."""
         start = time.perf_counter()
         x = torch.from_numpy(self.fs.stacked()).to(self.device)
-        x /= x.norm(dim=1, keepdim=True)  # in place: one copy of X
+        unit_rows(x)  # in place: one copy of X
         self.timings["normalise"] = {"seconds": time.perf_counter() - start}
         return x
 
@@ -54,17 +57,18 @@ class SharedSteps:
         """Make or load the kNN graph for k (if k) and, if asked, the query-gallery distances;
         when both must be computed they come from one pass over X X^T."""
         k = min(k, len(self.features))
-        if k and (self._graph is None or self._graph.k < k):
-            self._graph = self._load_graph(k) or self._graph
-        graph_missing = k and (self._graph is None or self._graph.k < k)
-        if graph_missing and with_distances and self._distances is None and not self._distances_path_exists():
-            rows, columns = candidate_rows(self.fs)
-            matrix, tmp = self._new_distances(rows, columns)
-            self._graph = self._build_graph(k, keep=(rows, columns, matrix))
-            self.timings["distances"] = {"seconds": 0.0, "cached": False, "with_knn_graph": True}
-            self._distances = PrecomputedDistances(self._store_distances(matrix, tmp, {"seconds": 0.0, "with_knn_graph": True}),
-                                                   rows, columns)
+        if not (k and not self._has_graph(k)) and not (with_distances and self._distances is None):
             return
+        with self._lock():
+            if k and not self._has_graph(k):
+                self._graph = self._load_graph(k) or self._graph
+            if with_distances and self._distances is None:
+                self._distances = self._load_distances()
+            if k and not self._has_graph(k) and with_distances and self._distances is None:
+                def graph_and_distances(matrix, rows, columns):
+                    self._graph = self._build_graph(k, keep=(rows, columns, matrix))
+                    return {"seconds": 0.0, "with_knn_graph": True}
+                self._compute_distances(graph_and_distances)
         if k:
             self.knn_graph(k)
         if with_distances:
@@ -73,51 +77,73 @@ class SharedSteps:
     def knn_graph(self, k: int) -> KnnGraph:
         """kNN(i, k) for every row i of X (self first); built once for the largest k asked."""
         k = min(k, len(self.features))
-        if self._graph is None or self._graph.k < k:
-            self._graph = self._load_graph(k) or self._build_graph(k)
+        if not self._has_graph(k):
+            with self._lock():
+                self._graph = self._load_graph(k) or self._graph
+                if not self._has_graph(k):
+                    self._graph = self._build_graph(k)
         return self._graph.truncated(k)
 
     def query_gallery_distances(self) -> PrecomputedDistances:
         """||x_q - x_g|| for every candidate query row q and gallery row g (a float32 array,
         memory-mapped from the cache when there is one)."""
         if self._distances is None:
-            rows, columns = candidate_rows(self.fs)
-            if self._distances_path_exists():
-                start = time.perf_counter()
-                path = self.folder / "distances.npy"
-                matrix = np.load(path, mmap_mode="r")
-                self.timings["distances"] = {**_read_json(path), "cached": True, "load_seconds": time.perf_counter() - start}
-            else:
-                start = time.perf_counter()
-                matrix, tmp = self._new_distances(rows, columns)
-                for _ in progress(euclidean_blocks(self.features, rows, columns, out=matrix), "distances", self.show_progress):
-                    pass
-                seconds = time.perf_counter() - start
-                self.timings["distances"] = {"seconds": seconds, "cached": False}
-                matrix = self._store_distances(matrix, tmp, {"seconds": seconds})
-            self._distances = PrecomputedDistances(matrix, rows, columns)
+            with self._lock():
+                self._distances = self._load_distances()
+                if self._distances is None:
+                    self._compute_distances(self._product)
         return self._distances
 
-    def _distances_path_exists(self) -> bool:
-        return self.folder is not None and (self.folder / "distances.npy").exists()
+    def _has_graph(self, k: int) -> bool:
+        return self._graph is not None and self._graph.k >= k
 
-    def _new_distances(self, rows: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, Path | None]:
-        """An M x N float32 array to fill: in memory, or a memory map beside the cache."""
+    def _lock(self):
+        """The lock of this feature set's cache folder, held while a step is loaded or made, so that
+        a process that would make the same step waits and loads it instead (none without a cache)."""
+        return nullcontext() if self.folder is None else folder_lock(self.folder)
+
+    def _product(self, matrix: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> dict:
+        start = time.perf_counter()
+        for _ in progress(euclidean_blocks(self.features, rows, columns, out=matrix), "distances", self.show_progress):
+            pass
+        return {"seconds": time.perf_counter() - start}
+
+    def _compute_distances(self, fill: Callable[[np.ndarray, np.ndarray, np.ndarray], dict]) -> None:
+        """An M x N float32 array filled by `fill(matrix, rows, columns)` (which returns its timing):
+        in memory, or written as a memory map under a temporary name and renamed into the cache."""
+        rows, columns = candidate_rows(self.fs)
+        shape = (len(rows), len(columns))
         if self.folder is None:
-            return np.empty((len(rows), len(columns)), dtype=np.float32), None
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / "distances.tmp.npy"
-        return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(rows), len(columns))), tmp
+            matrix = np.empty(shape, dtype=np.float32)
+            timing = fill(matrix, rows, columns)
+        else:
+            timing = {}
 
-    def _store_distances(self, matrix: np.ndarray, tmp: Path | None, meta: dict) -> np.ndarray:
-        if tmp is None:
-            return matrix
-        matrix.flush()
-        del matrix
-        path = self.folder / "distances.npy"
-        tmp.replace(path)
-        _write_json(path, meta)
-        return np.load(path, mmap_mode="r")
+            def write(tmp: Path) -> None:
+                matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+                timing.update(fill(matrix, rows, columns))
+                matrix.flush()
+                del matrix
+            path = write_atomic(self.folder / "distances.npy", write)
+            _write_json(path, timing)
+            matrix = np.load(path, mmap_mode="r")
+        self.timings["distances"] = {**timing, "cached": False}
+        self._distances = PrecomputedDistances(matrix, rows, columns)
+
+    def _load_distances(self) -> PrecomputedDistances | None:
+        """The cached distances, checked (whole, M x N float32); a damaged file is reported and removed."""
+        path = None if self.folder is None else self.folder / "distances.npy"
+        if path is None or not path.exists():
+            return None
+        rows, columns = candidate_rows(self.fs)
+        start = time.perf_counter()
+        try:
+            matrix = load_npy(path, (len(rows), len(columns)), np.float32, mmap=True)
+        except DamagedFile as error:
+            discard(path, error)
+            return None
+        self.timings["distances"] = {**_read_json(path), "cached": True, "load_seconds": time.perf_counter() - start}
+        return PrecomputedDistances(matrix, rows, columns)
 
     def _build_graph(self, k: int, keep=None) -> KnnGraph:
         x = self.features
@@ -128,27 +154,29 @@ class SharedSteps:
         if keep is not None:
             self.timings["knn_graph"]["with_distances"] = True
         if self.folder is not None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            path = self.folder / f"knn-{k}.npz"
-            tmp = self.folder / f"knn-{k}.tmp.npz"
-            np.savez(tmp, indices=graph.indices, distances=graph.distances, farthest=graph.farthest)
-            tmp.replace(path)
+            path = write_atomic(self.folder / f"knn-{k}.npz", lambda tmp: np.savez(
+                tmp, indices=graph.indices, distances=graph.distances, farthest=graph.farthest))
             _write_json(path, {"seconds": seconds, "k": k})
         return graph
 
     def _load_graph(self, k: int) -> KnnGraph | None:
+        """The smallest cached graph of k neighbours or more, checked (whole, T x K); a damaged
+        file is reported and removed."""
         if self.folder is None or not self.folder.exists():
             return None
+        total = len(self.features)
         stored = sorted((int(p.stem.split("-")[1]), p) for p in self.folder.glob("knn-*.npz") if p.stem.split("-")[1].isdigit())
         for size, path in stored:
-            if size >= k:
-                start = time.perf_counter()
-                with np.load(path) as data:
-                    if "farthest" not in data:  # written by an older version
-                        continue
-                    graph = KnnGraph(data["indices"], data["distances"], data["farthest"])
-                self.timings["knn_graph"] = {**_read_json(path), "cached": True, "load_seconds": time.perf_counter() - start}
-                return graph
+            if size < k:
+                continue
+            start = time.perf_counter()
+            try:
+                data = load_npz(path, {"indices": (total, size), "distances": (total, size), "farthest": (total,)})
+            except DamagedFile as error:
+                discard(path, error)
+                continue
+            self.timings["knn_graph"] = {**_read_json(path), "cached": True, "load_seconds": time.perf_counter() - start}
+            return KnnGraph(data["indices"], data["distances"], data["farthest"])
         return None
 
     def derived(self, label: str, make: Callable[["SharedSteps"], torch.Tensor]) -> "SharedSteps":
@@ -181,9 +209,13 @@ class SharedSteps:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.with_suffix(".json").write_text(json.dumps(data))
+    """A step's timing beside its file (information only: a damaged one reads as empty)."""
+    write_text_atomic(path.with_suffix(".json"), json.dumps(data))
 
 
 def _read_json(path: Path) -> dict:
-    meta = path.with_suffix(".json")
-    return json.loads(meta.read_text()) if meta.exists() else {}
+    try:
+        data = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

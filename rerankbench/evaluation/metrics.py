@@ -16,6 +16,9 @@ Rows are never sorted. Only the items no farther than a query's hardest true mat
 any rank; the true matches are found through an identity -> gallery index, and each other
 item up to the hardest match is placed among them by a (row, distance, gallery index) key,
 so r_k = k + (non-matches before the k-th match), with ties resolved as a stable sort would.
+
+A query without a true match is skipped and counted; a test set where no query has one has
+nothing to score, and summarise refuses it (NoTrueMatch) rather than report zeros.
 """
 from __future__ import annotations
 
@@ -27,19 +30,26 @@ import torch
 from ..engine.neighbours import block_rows
 
 
+class NoTrueMatch(ValueError):
+    """No query has a true match in the gallery: there is nothing to score."""
+
+
 @dataclass(frozen=True)
 class QueryScores:
-    """Per-query results; num_matches = 0 marks a query with no valid true match."""
+    """Per-query results; num_matches = 0 marks a query with no valid true match, and
+    num_same_identity counts the gallery items of its identity in any camera (0 for junk, -1)."""
 
     num_matches: np.ndarray
     first_rank: np.ndarray
     ap: np.ndarray
     ap_trapezoid: np.ndarray
     inp: np.ndarray
+    num_same_identity: np.ndarray
 
     @staticmethod
     def concatenate(parts: list["QueryScores"]) -> "QueryScores":
-        return QueryScores(*(np.concatenate([getattr(p, f) for p in parts]) for f in QueryScores.__dataclass_fields__))
+        return QueryScores(*(np.concatenate([getattr(p, f) for p in parts]) if parts else np.zeros(0, np.int64)
+                             for f in QueryScores.__dataclass_fields__))
 
 
 class _Gallery:
@@ -53,19 +63,18 @@ class _Gallery:
         self.column_bits = max(1, int(len(self.ids) - 1).bit_length())  # a gallery index in a sort key
         self.max_rows = 1 << (64 - 32 - self.column_bits)  # rows of a piece, so (row, distance, index) fits 64 bits
 
-    def true_matches(self, query_ids, query_cams) -> tuple[np.ndarray, np.ndarray]:
-        """(B x P) gallery indices of each query's identity, and which are true matches
-        (identity >= 0, and another camera where there are cameras)."""
+    def true_matches(self, query_ids, query_cams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(B x P) gallery indices of each query's identity, which of them have it (identity >= 0)
+        and which are true matches (those, and in another camera where there are cameras)."""
         start = np.searchsorted(self.sorted_ids, query_ids, "left")
         stop = np.searchsorted(self.sorted_ids, query_ids, "right")
         width = max(int((stop - start).max(initial=0)), 1)
         position = start[:, None] + np.arange(width)
         inside = position < stop[:, None]
         members = self.order[np.minimum(position, len(self.order) - 1)]
-        valid = inside & (query_ids >= 0)[:, None]
-        if self.cams is not None:
-            valid &= self.cams[members] != query_cams[:, None]
-        return members, valid
+        same_identity = inside & (query_ids >= 0)[:, None]
+        valid = same_identity if self.cams is None else same_identity & (self.cams[members] != query_cams[:, None])
+        return members, same_identity, valid
 
 
 def score_queries(distance_blocks, query_ids, gallery_ids, query_cams=None, gallery_cams=None,
@@ -107,7 +116,7 @@ def _score_piece(d: np.ndarray, q_ids: np.ndarray, q_cams, gallery: _Gallery) ->
     is placed among them with searchsorted; then rank(match) = k + (non-matches before it).
     """
     rows = len(d)
-    members, valid = gallery.true_matches(q_ids, q_cams)
+    members, same_identity, valid = gallery.true_matches(q_ids, q_cams)
     num_matches = valid.sum(1)
     hardest = np.where(valid, np.take_along_axis(d, members, 1), -np.inf).max(1)
     row, col = (t.numpy() for t in torch.nonzero(torch.from_numpy(d) <= torch.from_numpy(hardest)[:, None], as_tuple=True))
@@ -134,21 +143,37 @@ def _score_piece(d: np.ndarray, q_ids: np.ndarray, q_cams, gallery: _Gallery) ->
     last = k == num_matches[match_row]
     inp = np.zeros(rows)
     inp[match_row[last]] = k[last] / rank[last]
-    return QueryScores(num_matches, first_rank, ap, ap_trapezoid, inp)
+    return QueryScores(num_matches, first_rank, ap, ap_trapezoid, inp, same_identity.sum(1))
 
 
 def summarise(scores: QueryScores, official: bool = False, cmc_ranks=(1, 5, 10)) -> dict:
     """Metrics in percent. Canonical: averaged over queries with a valid match (the others
     are skipped and counted). official (Market-1501 MATLAB code): trapezoid AP, CMC and mAP
-    averaged over all queries; mINP stays fast-reid's."""
+    averaged over all queries; mINP stays fast-reid's. NoTrueMatch when no query has a match."""
     valid = scores.num_matches > 0
+    if not valid.any():
+        raise NoTrueMatch(f"no query has a true match in the gallery: {_why_unmatched(scores)}")
     over = np.ones_like(valid) if official else valid
-    denominator = max(int(over.sum()), 1)
+    denominator = int(over.sum())
     metrics = {f"cmc{k}": 100.0 * float(((scores.first_rank > 0) & (scores.first_rank <= k))[over].sum()) / denominator
                for k in cmc_ranks}
     ap = scores.ap_trapezoid if official else scores.ap
     metrics["map"] = 100.0 * float(ap[over].sum()) / denominator
-    metrics["minp"] = 100.0 * float(scores.inp[valid].sum()) / max(int(valid.sum()), 1)
+    metrics["minp"] = 100.0 * float(scores.inp[valid].sum()) / int(valid.sum())
     metrics["num_queries"] = int(len(valid))
     metrics["num_invalid_queries"] = int((~valid).sum())
     return metrics
+
+
+def _why_unmatched(scores: QueryScores) -> str:
+    """How many of the queries without a true match have no gallery item of their identity, and
+    how many have them only in their own camera."""
+    unmatched = scores.num_matches == 0
+    absent = int((unmatched & (scores.num_same_identity == 0)).sum())
+    own_camera = int(unmatched.sum()) - absent
+    reasons = []
+    if absent:
+        reasons.append(f"{absent} have no gallery image of their identity (identity -1 is junk: it matches nothing)")
+    if own_camera:
+        reasons.append(f"{own_camera} have them only in their own camera, where they do not count")
+    return f"of the {len(unmatched)} queries, {' and '.join(reasons)}" if reasons else "there are no queries"

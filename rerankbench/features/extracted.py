@@ -3,7 +3,9 @@ with a checkpoint (or taken from the cache), assembled into a FeatureSet.
 
 Cache: CACHE/features/<test set>-<key>/<split>.npz, the key made of the test set, its images
 (ReleasedSplits.digest), the checkpoint's SHA-256 and the preprocessing, so a second run
-extracts nothing and any change extracts again. Junk images (identity -1, Market-1501) are
+extracts nothing and any change extracts again. Each file is written atomically, one process
+extracts a dataset at a time (the others wait for its files), and a damaged file is reported
+and extracted again. Junk images (identity -1, Market-1501) are
 not extracted: evaluation ignores them, and without them the gallery and k1 = N/C are those
 of Table I, as in fast-reid and torchreid.
 """
@@ -11,17 +13,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
 
+from ..runtime.files import DamagedFile, discard, folder_lock, load_npz, write_atomic
 from .checkpoint import file_sha256, load_backbone
 from .extraction import Extraction, extract
 from .featureset import FeatureSet, Split
 from .released import Images, ReleasedLayout
 
 CACHE_VERSION = 1
+BLOCKS = ("c3", "c4", "c5")  # the backbone's pooled blocks, each cached per split
 
 
 class RegisteredDataset(Protocol):
@@ -49,20 +54,21 @@ def released_feature_set(dataset: RegisteredDataset, data_root: str | Path, extr
     key = hashlib.sha1(json.dumps([dataset.name, released.digest(), checkpoint_sha256, preprocessing, CACHE_VERSION],
                                   sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cache_dir) / "features" / f"{dataset.name}-{key}" if cache_dir is not None else None
-    blocks = {name: _read(folder, name, len(split)) for name, split in images.items()}
-    missing = [name for name, found in blocks.items() if found is None]
-    if missing:
-        model, report = load_backbone(extraction.checkpoint, extraction.last_stride, extraction.allow_partial)
-        log(f"{dataset.name}: checkpoint {report.describe()}")
-        for name in missing:
-            blocks[name] = extract(model, images[name].paths, preprocessing, extraction.batch_size, extraction.device,
-                                   show_progress, f"{dataset.name} {name}")
+    with nullcontext() if folder is None else folder_lock(folder):  # one process extracts, the others wait
+        blocks = {name: _read(folder, name, len(split)) for name, split in images.items()}
+        missing = [name for name, found in blocks.items() if found is None]
+        if missing:
+            model, report = load_backbone(extraction.checkpoint, extraction.last_stride, extraction.allow_partial)
+            log(f"{dataset.name}: checkpoint {report.describe()}")
+            for name in missing:
+                blocks[name] = extract(model, images[name].paths, preprocessing, extraction.batch_size,
+                                       extraction.device, show_progress, f"{dataset.name} {name}")
+                if folder is not None:
+                    write_atomic(folder / f"{name}.npz", lambda tmp, arrays=blocks[name]: np.savez(tmp, **arrays))
             if folder is not None:
-                _write(folder, name, blocks[name])
-        if folder is not None:
-            log(f"{dataset.name}: features cached in {folder}")
-    else:
-        log(f"{dataset.name}: features from the cache, {folder}")
+                log(f"{dataset.name}: features cached in {folder}")
+        else:
+            log(f"{dataset.name}: features from the cache, {folder}")
     splits = {name: Split(blocks[name]["c5"], split.ids, split.cams, {"c3": blocks[name]["c3"], "c4": blocks[name]["c4"]})
               for name, split in images.items()}
     source = {"kind": "released", "data_root": str(Path(data_root).resolve()), "folder": str(released.root),
@@ -77,17 +83,14 @@ def _without_junk(images: Images) -> Images:
     return images.rows(np.flatnonzero(images.ids != -1))
 
 
-def _write(folder: Path, split: str, blocks: dict[str, np.ndarray]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{split}.tmp.npz"
-    np.savez(tmp, **blocks)
-    tmp.replace(folder / f"{split}.npz")
-
-
 def _read(folder: Path | None, split: str, rows: int) -> dict[str, np.ndarray] | None:
+    """The split's cached blocks (C3, C4, C5, one row per image), or None: not there, or damaged
+    (reported and removed, so that they are extracted again)."""
     path = None if folder is None else folder / f"{split}.npz"
     if path is None or not path.exists():
         return None
-    with np.load(path) as data:
-        blocks = {name: data[name] for name in data.files}
-    return blocks if all(len(block) == rows for block in blocks.values()) else None
+    try:
+        return load_npz(path, {name: (rows, None) for name in BLOCKS})
+    except DamagedFile as error:
+        discard(path, error, "extracting the features again")
+        return None

@@ -12,16 +12,21 @@ Keys: qf, gf (M x D, N x D), q_ids, g_ids and optionally q_cams, g_cams (without
 nothing is filtered by camera), or their pytorch_result.mat names query_f, gallery_f,
 query_label, gallery_label, query_cam, gallery_cam. Labels may be stored 1 x n or n x 1.
 A train split for a learned re-ranker (ACP) is optional: tf and t_ids (and t_cams).
+
+Features are used as float32. Rows of wider floats (float64) that float32 cannot hold (a largest
+|x| above 3.4e38, or below 1.2e-38, where they would lose their digits or become 0) are
+divided by a power of two near their largest |x| before the cast (scale_free_rows): only the
+rows' directions count, as every method L2-normalises them. Anything else wrong with a file
+(empty, unreadable, a key missing, shapes or types that do not fit, NaN/inf, all-zero rows) is
+a FeatureError of one line naming the file and the problem.
 """
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .featureset import FeatureError, FeatureSet, Split
+from .featureset import FeatureError, FeatureSet, Split, largest_magnitudes, outside_float32, scale_free_rows
 
 KEYS = {"qf": "query_f", "gf": "gallery_f", "q_ids": "query_label", "g_ids": "gallery_label",
         "q_cams": "query_cam", "g_cams": "gallery_cam", "tf": "train_f", "t_ids": "train_label",
@@ -31,6 +36,8 @@ REQUIRED = ("qf", "gf", "q_ids", "g_ids")
 
 def load_features_file(path: str | Path, protocol: str = "market") -> FeatureSet:
     path = Path(path)
+    if path.is_dir():
+        raise FeatureError(f"{path}: is a directory, not a features file")
     if not path.is_file():
         raise FeatureError(f"{path}: no such features file")
     readers = {".npz": _read_npz, ".npy": _read_npy, ".pt": _read_torch, ".pth": _read_torch,
@@ -38,7 +45,9 @@ def load_features_file(path: str | Path, protocol: str = "market") -> FeatureSet
     if path.suffix.lower() not in readers:
         raise FeatureError(f"{path}: unknown features file type {path.suffix!r}; use one of {', '.join(readers)}")
     try:
-        arrays = {key: np.asarray(value) for key, value in readers[path.suffix.lower()](path).items()}
+        if path.stat().st_size == 0:
+            raise FeatureError("empty file (0 bytes)")
+        arrays = {key: _array(value, key) for key, value in readers[path.suffix.lower()](path).items()}
         return _feature_set(arrays, path, protocol)
     except FeatureError as error:
         raise FeatureError(f"{path}: {error}") from None
@@ -62,9 +71,23 @@ def _feature_set(arrays: dict[str, np.ndarray], path: Path, protocol: str) -> Fe
                       train=splits[2] if len(splits) > 2 else None)
 
 
+def _array(value, key: str) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError):  # e.g. lists of rows of different lengths
+        raise FeatureError(f"{key} must be an array, got a {type(value).__name__} that numpy cannot turn into one "
+                           "(rows of different lengths?)") from None
+
+
 def _features(array: np.ndarray, key: str) -> np.ndarray:
     if not np.issubdtype(array.dtype, np.floating):
         raise FeatureError(f"{key} must be floating point, got {array.dtype}")
+    if array.ndim == 2 and array.size and array.dtype.itemsize > 4:
+        outside = outside_float32(largest_magnitudes(array))
+        if outside.any():
+            import torch
+            array = np.array(array, np.float64)  # a copy (longdouble through float64, which torch knows)
+            array[outside] = scale_free_rows(torch.from_numpy(array[outside])).numpy()
     return array.astype(np.float32, copy=False)
 
 
@@ -81,21 +104,24 @@ def _labels(array: np.ndarray, key: str) -> np.ndarray:
 
 
 def _read_npz(path: Path) -> dict:
+    with open(path, "rb") as f:
+        if not f.read(6).startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
+            raise FeatureError("not a readable .npz file (neither a zip archive nor a .npy array)")
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise FeatureError(f"not a readable .npz file ({error})") from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise FeatureError("holds a single array, not an .npz archive with keys qf, gf, q_ids, g_ids")
-    with data:
-        return {key: data[key] for key in data.files}
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                return {key: data[key] for key in data.files}
+    except Exception as error:  # numpy and zipfile raise many kinds for a damaged archive
+        raise _unreadable(".npz", error) from None
+    raise FeatureError("holds a single array, not an .npz archive with keys qf, gf, q_ids, g_ids")
 
 
 def _read_npy(path: Path) -> dict:
     try:
         data = np.load(path, allow_pickle=True)
-    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as error:
-        raise FeatureError(f"not a readable .npy file ({error})") from None
+    except Exception as error:  # unpickling what is not a pickle raises any kind
+        raise _unreadable(".npy", error) from None
     if isinstance(data, np.ndarray) and data.dtype == object and data.shape == ():
         data = data.item()
     return _dict(data, "np.save")
@@ -106,7 +132,7 @@ def _read_torch(path: Path) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many kinds for a file that is not its own
-        raise FeatureError(f"not a readable torch file ({str(error).splitlines()[0]})") from None
+        raise _unreadable("torch", error) from None
     return {key: value.numpy() if isinstance(value, torch.Tensor) else value
             for key, value in _dict(data, "torch.save").items()}
 
@@ -116,8 +142,8 @@ def _read_hdf5(path: Path) -> dict:
     try:
         with h5py.File(path, "r") as f:
             return {key: f[key][()] for key in f if isinstance(f[key], h5py.Dataset)}
-    except OSError as error:
-        raise FeatureError(f"not a readable HDF5 file ({error})") from None
+    except Exception as error:  # OSError for most, others for damaged insides
+        raise _unreadable("HDF5", error) from None
 
 
 def _read_mat(path: Path) -> dict:
@@ -127,8 +153,14 @@ def _read_mat(path: Path) -> dict:
         return {key: value for key, value in scipy.io.loadmat(path).items() if not key.startswith("__")}
     except NotImplementedError:  # scipy's answer for v7.3
         return {key: value.T for key, value in _read_hdf5(path).items()}
-    except (ValueError, OSError, scipy.io.matlab.MatReadError) as error:
-        raise FeatureError(f"not a readable .mat file ({error})") from None
+    except Exception as error:  # scipy raises many kinds for a damaged file
+        raise _unreadable(".mat", error) from None
+
+
+def _unreadable(kind: str, error: Exception) -> FeatureError:
+    """"not a readable KIND file (REASON)": the reader's first line of message, or its type."""
+    reason = next(iter(str(error).splitlines()), "").strip() or type(error).__name__
+    return FeatureError(f"not a readable {kind} file ({reason})")
 
 
 def _dict(data, writer: str) -> dict:

@@ -3,7 +3,8 @@
 A FeatureSet holds the query and gallery splits of one test set (and optionally the train
 split), the evaluation protocol that applies to it and where it came from. Features are
 stored as given; methods L2-normalise them (spec/methods.md: "features are L2-normalised
-before anything else").
+before anything else") with `unit_rows`, which does not depend on the rows' scale: only their
+directions count.
 """
 from __future__ import annotations
 
@@ -11,13 +12,48 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 class FeatureError(ValueError):
     """Bad input features: the message names the source and the problem."""
+
+
+def largest_magnitudes(rows: np.ndarray) -> np.ndarray:
+    """max_j |x_ij| for every row i of a 2-D array (as max(max_j x_ij, -min_j x_ij): no copy of it)."""
+    return np.maximum(rows.max(axis=1), -rows.min(axis=1))
+
+
+def outside_float32(largest: np.ndarray) -> np.ndarray:
+    """Which finite rows float32 cannot hold as they are, by their largest |x|: above float32's
+    largest value (they would become inf), or above 0 but below its smallest normal one (they would
+    lose digits or become 0)."""
+    limits = np.finfo(np.float32)
+    return ((largest > limits.max) & np.isfinite(largest)) | ((largest > 0) & (largest < limits.tiny))
+
+
+def scale_free_rows(x: torch.Tensor) -> torch.Tensor:
+    """x_i <- x_i * 2^-e_i in place for every row i of a float tensor, where max_j |x_ij| = m * 2^e_i
+    with m in [0.5, 1) (frexp): every row's largest |x| is then in [0.5, 1), so neither its squares
+    nor their sum can overflow or underflow. Only exponents change (exactly, but for entries pushed
+    below the normal range): each row keeps its direction."""
+    import torch
+    exponent = torch.frexp(torch.maximum(x.amax(dim=1), -x.amin(dim=1))).exponent.unsqueeze(1).to(x.dtype)
+    half = torch.floor(exponent / 2)  # two factors: 2^-e alone may be beyond the dtype's range (float32: e down to -148)
+    return x.mul_(torch.exp2(-half)).mul_(torch.exp2(half - exponent))
+
+
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """x_i <- x_i / ||x_i||_2 in place for every row of a float tensor, at any scale: each row is
+    first brought to a largest |x| in [0.5, 1) by a power of two (scale_free_rows), so that the norm
+    neither overflows (|x| from ~1e19 in float32) nor underflows (|x| to ~1e-19). For rows between,
+    the result is x_i / ||x_i|| bit for bit. Rows must not be all zero (FeatureSet refuses them)."""
+    return scale_free_rows(x).div_(x.norm(dim=1, keepdim=True))
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,9 +105,16 @@ class Split:
             if bad.any():
                 row = int(np.argwhere(bad)[0][0])
                 raise FeatureError(f"{where}: {name} hold {int(bad.sum())} NaN/inf values (first in row {row})")
-        norms = np.linalg.norm(f, axis=1)
-        if (norms == 0).any():
-            raise FeatureError(f"{where}: {int((norms == 0).sum())} feature rows are all zero")
+        largest = largest_magnitudes(f)
+        if (largest == 0).any():
+            raise FeatureError(f"{where}: {int((largest == 0).sum())} feature rows are all zero "
+                               f"(first in row {int(np.argmax(largest == 0))})")
+        outside = np.flatnonzero(outside_float32(largest)) if f.dtype.itemsize > 4 else []
+        if len(outside):
+            row = int(outside[0])
+            raise FeatureError(f"{where}: {len(outside)} {f.dtype} feature rows are outside float32's range, in "
+                               f"which features are used (first in row {row}, largest |x| {largest[row]:.3g}); divide each "
+                               f"row by its largest |x| first")
 
 
 @dataclass(frozen=True, eq=False)

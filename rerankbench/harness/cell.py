@@ -2,6 +2,7 @@
 and how it is run and turned into a result record."""
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -14,7 +15,8 @@ from ..evaluation.protocols import evaluate_all
 from ..features.featureset import FeatureSet
 from .memory import peak_gpu_mb, peak_rss_mb, reset_peak_gpu, reset_peak_rss
 from .provenance import describe
-from .store import cell_key
+from ..runtime.files import DamagedFile
+from .store import MACHINE, METHOD, cell_key
 
 METRICS = ("cmc1", "cmc5", "cmc10", "map", "minp")
 
@@ -30,38 +32,70 @@ class Cell:
         return method(self.method, **self.params)
 
 
-def identity(cell: Cell, fs: FeatureSet, device: str, seed: int) -> dict:
+@dataclass(frozen=True)
+class Conditions:
+    """What every cell of a run is measured under: the device, the seed and the torch thread count
+    (part of a cell's identity: timings depend on it)."""
+
+    device: torch.device
+    seed: int
+    threads: int
+
+
+def identity(cell: Cell, fs: FeatureSet, conditions: Conditions) -> dict:
     """The fields that name a cell in its record, finished or failed."""
     instance = cell.instance()
     params = instance.resolved(fs)
-    return {"cell": cell_key(fs.fingerprint, cell.dataset, cell.method, params, cell.trial, device),
+    return {"cell": cell_key(fs.fingerprint, cell.dataset, cell.method, params, cell.trial, str(conditions.device),
+                             conditions.threads),
             "dataset": cell.dataset, "dataset_info": fs.describe(), "synthetic": fs.synthetic,
             "method": cell.method, "params": params, "overrides": {key: params[key] for key in instance.overrides},
-            "trial": cell.trial, "seed": seed}
+            "trial": cell.trial, "seed": conditions.seed}
 
 
-def failed_record(cell: Cell, fs: FeatureSet, device: torch.device, seed: int, error: str, **extra) -> dict:
-    return {**identity(cell, fs, str(device), seed), "status": "failed", "error": error,
+def failed_record(cell: Cell, fs: FeatureSet, conditions: Conditions, error: str, failure: str, **extra) -> dict:
+    """The record of a cell that gave no metrics: why (`error`), and whether the machine or the cache
+    caused it (`failure` MACHINE: the next run tries it again) or the method did (METHOD)."""
+    return {**identity(cell, fs, conditions), "status": "failed", "error": error, "failure": failure,
             **{metric: None for metric in METRICS}, "wall_s": None, "peak_rss_mb": None, "peak_gpu_mb": None,
-            **describe(device), **extra}
+            **describe(conditions.device, conditions.threads), **extra}
 
 
-def prepare(shared: SharedSteps, cells: list[Cell]) -> dict:
-    """Do the shared steps the cells need before any of them is timed; returns their summary."""
+def failure_of_error(error: BaseException) -> str:
+    """MACHINE for what the machine or the cache caused (memory, the filesystem), METHOD otherwise."""
+    return MACHINE if isinstance(error, (MemoryError, torch.cuda.OutOfMemoryError, OSError, DamagedFile)) else METHOD
+
+
+def prepare(shared: SharedSteps, cells: list[Cell]) -> tuple[dict, dict[str, tuple[str, str]]]:
+    """Do the steps the cells need before any of them is timed: the shared ones (the kNN graph and
+    distances) for all, then each method's own (a trained model, derived features). Returns their
+    summary, and {method and parameters: (error, failure)} for the methods whose own steps failed:
+    their cells become failed records, the others run."""
     reset_peak_rss()
     fs = shared.fs
     instances = [cell.instance() for cell in cells]
     # the largest k and the distances first, so that one pass over X X^T makes both
     shared.build(max((m.neighbours_needed(fs) for m in instances), default=0), any(m.uses_distances for m in instances))
-    for instance in instances:
-        instance.prepare(shared)
-    return {"steps": shared.summary(), "peak_rss_mb": peak_rss_mb()}
+    failures = {}
+    for cell, instance in zip(cells, instances):
+        key = _recipe(cell)
+        if key not in failures:
+            try:
+                instance.prepare(shared)
+            except Exception as error:  # one method's steps must not stop the others' cells
+                failures[key] = (f"preparation failed: {type(error).__name__}: {error}", failure_of_error(error))
+    return {"steps": shared.summary(), "peak_rss_mb": peak_rss_mb()}, failures
 
 
-def run_cell(cell: Cell, shared: SharedSteps, seed: int, shared_summary: dict) -> dict:
-    """Re-rank, evaluate and describe one cell; an exception becomes a failed record."""
+def run_cell(cell: Cell, shared: SharedSteps, conditions: Conditions, shared_summary: dict,
+             failures: dict[str, tuple[str, str]] | None = None) -> dict:
+    """Re-rank, evaluate and describe one cell; an exception becomes a failed record, as does a
+    method whose preparation failed (`failures`, from prepare)."""
     fs, device = shared.fs, shared.device
-    torch.manual_seed(seed + cell.trial)
+    if _recipe(cell) in (failures or {}):
+        error, failure = failures[_recipe(cell)]
+        return failed_record(cell, fs, conditions, error, failure, shared=shared_summary)
+    torch.manual_seed(conditions.seed + cell.trial)
     reset_peak_rss()
     reset_peak_gpu(device)
     try:
@@ -73,14 +107,19 @@ def run_cell(cell: Cell, shared: SharedSteps, seed: int, shared_summary: dict) -
         metrics = evaluate_all(distances, fs)
         total_s = time.perf_counter() - start
     except (MemoryError, torch.cuda.OutOfMemoryError) as error:
-        return failed_record(cell, fs, device, seed, f"out of memory: {error}", shared=shared_summary)
+        return failed_record(cell, fs, conditions, f"out of memory: {error}", MACHINE, shared=shared_summary)
     except Exception as error:  # a broken method must not stop the benchmark
-        return failed_record(cell, fs, device, seed, f"{type(error).__name__}: {error}",
+        return failed_record(cell, fs, conditions, f"{type(error).__name__}: {error}", failure_of_error(error),
                              traceback=traceback.format_exc(), shared=shared_summary)
-    return {**identity(cell, fs, str(device), seed), "status": "ok", "error": None, **metrics,
+    return {**identity(cell, fs, conditions), "status": "ok", "error": None, **metrics,
             "wall_s": rerank_s + distances.seconds, "eval_s": total_s - distances.seconds,
             "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": peak_gpu_mb(device), "shared": shared_summary,
-            **instance.details(shared), **describe(device)}
+            **instance.details(shared), **describe(device, conditions.threads)}
+
+
+def _recipe(cell: Cell) -> str:
+    """A method with its parameters: what one preparation serves (every trial of it)."""
+    return json.dumps([cell.method, cell.params], sort_keys=True, default=str)
 
 
 class TimedDistances:

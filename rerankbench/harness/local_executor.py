@@ -11,23 +11,24 @@ import time
 
 from .cell import failed_record
 from .memory import rss_mb
+from .store import MACHINE
 from .worker import serve
 
 
-def run_cells(request, fs, cells, device, options):
+def run_cells(request, fs, cells, conditions, options):
     """Yield one record per cell, restarting the worker after a cell that killed it."""
     context = multiprocessing.get_context("spawn")
     pending = list(cells)
     while pending:
         ours, theirs = context.Pipe()
         worker = context.Process(target=serve, daemon=True, args=(
-            theirs, request, pending, str(device), options.seed, options.threads, options.show_progress))
+            theirs, request, pending, conditions, options.show_progress))
         worker.start()
         try:
             kind, payload = _wait(worker, ours, None, options.memory_limit_mb)  # start-up: no time limit
             if kind != "ready":
                 for cell in pending:
-                    yield failed_record(cell, fs, device, options.seed, f"shared steps failed: {payload}")
+                    yield failed_record(cell, fs, conditions, f"shared steps failed: {payload}", MACHINE)
                 return
             summary = payload
             while pending:
@@ -37,7 +38,7 @@ def run_cells(request, fs, cells, device, options):
                 if kind == "record":
                     yield payload
                     continue
-                yield failed_record(cell, fs, device, options.seed, payload, shared=summary)
+                yield failed_record(cell, fs, conditions, payload, MACHINE, shared=summary)
                 if kind != "late":  # finished over the limit leaves a good worker; else it is gone
                     break
             else:

@@ -40,7 +40,8 @@ def git_commit() -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
-def describe(device: torch.device) -> dict:
-    return {"device": device_name(device), "threads": torch.get_num_threads(), "host": platform.node(),
+def describe(device: torch.device, threads: int | None = None) -> dict:
+    """The device, thread count (default: this process's torch threads), host, versions, commit and date."""
+    return {"device": device_name(device), "threads": threads or torch.get_num_threads(), "host": platform.node(),
             "versions": versions(), "git_commit": git_commit(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

@@ -24,9 +24,10 @@ from pathlib import Path
 import torch
 
 from ..engine.shared import SharedSteps
-from .cell import Cell, failed_record, prepare, run_cell
+from .cell import Cell, Conditions, failed_record, prepare, run_cell
 from .loading import DataRequest
 from .local_executor import run_cells
+from .store import MACHINE
 
 INSTALL_HINT = "--executor ray needs Ray: pip install 'rerankbench[ray]' (or pip install 'ray>=2.9')"
 
@@ -43,23 +44,29 @@ def connect(address: str | None):
     return ray
 
 
-def run_cells_on_ray(request: DataRequest, fs, cells: list[Cell], device: torch.device, options):
-    """Yield one record per cell, in the order the tasks finish (connect() first)."""
+def cell_threads(ray, device: torch.device, options) -> int:
+    """The torch threads of each cell's task: --threads, else the cores it reserves (cell_resources)."""
+    return options.threads or cell_resources(ray, device, options.cpus_per_cell)["num_cpus"]
+
+
+def run_cells_on_ray(request: DataRequest, fs, cells: list[Cell], conditions: Conditions, options):
+    """Yield one record per cell, in the order the tasks finish (connect() first; conditions.threads
+    from cell_threads)."""
     if not cells:
         return
     import ray
-    resources = cell_resources(ray, device, options.cpus_per_cell or options.threads)
-    options = replace(options, threads=options.threads or resources["num_cpus"], show_progress=False)
+    resources = cell_resources(ray, conditions.device, options.cpus_per_cell or conditions.threads)
+    options = replace(options, show_progress=False)
     request = _absolute(replace(request, show_progress=False))
     build = ray.remote(build_shared_steps).options(**resources, max_retries=0)
     try:
-        summary = ray.get(build.remote(request, cells, str(device), options.threads))
+        summary = ray.get(build.remote(request, cells, conditions))
     except ray.exceptions.RayError as error:
         for cell in cells:
-            yield failed_record(cell, fs, device, options.seed, f"shared steps failed: {_reason(error)}")
+            yield failed_record(cell, fs, conditions, f"shared steps failed: {_reason(error)}", MACHINE)
         return
     task = ray.remote(run_one_cell).options(**resources, max_retries=0)
-    running = {task.remote(request, cell, str(device), options): cell for cell in cells}
+    running = {task.remote(request, cell, conditions, options): cell for cell in cells}
     try:
         while running:
             (done,), _ = ray.wait(list(running), num_returns=1)
@@ -67,8 +74,7 @@ def run_cells_on_ray(request: DataRequest, fs, cells: list[Cell], device: torch.
             try:
                 yield ray.get(done)
             except ray.exceptions.RayError as error:
-                yield failed_record(cell, fs, device, options.seed, f"ray task failed: {_reason(error)}",
-                                    shared=summary)
+                yield failed_record(cell, fs, conditions, f"ray task failed: {_reason(error)}", MACHINE, shared=summary)
     finally:
         for ref in running:  # interrupted: the cells left would run on unobserved
             ray.cancel(ref, force=True)
@@ -84,21 +90,22 @@ def cell_resources(ray, device: torch.device, cpus_per_cell: int | None) -> dict
     return {"num_cpus": cpus_per_cell, "num_gpus": 0}
 
 
-def build_shared_steps(request: DataRequest, cells: list[Cell], device: str, threads: int) -> dict:
+def build_shared_steps(request: DataRequest, cells: list[Cell], conditions: Conditions) -> dict:
     """A Ray task: the shared steps of these cells, written to the cache; returns their summary."""
-    torch.set_num_threads(threads)
-    return prepare(SharedSteps(request.load(), device, request.cache_dir), cells)
+    torch.set_num_threads(conditions.threads)
+    summary, _ = prepare(SharedSteps(request.load(), str(conditions.device), request.cache_dir), cells)
+    return summary
 
 
-def run_one_cell(request: DataRequest, cell: Cell, device: str, options) -> dict:
+def run_one_cell(request: DataRequest, cell: Cell, conditions: Conditions, options) -> dict:
     """A Ray task: one cell; returns its record. With a time or memory limit it runs in a worker
     process watched as in a local run; without, here, saving the start of a process per cell."""
     if options.time_limit is not None or options.memory_limit_mb is not None:
-        (record,) = run_cells(request, request.load(), [cell], torch.device(device), options)
+        (record,) = run_cells(request, request.load(), [cell], conditions, options)
         return record
-    torch.set_num_threads(options.threads)
-    shared = SharedSteps(request.load(), device, request.cache_dir)
-    return run_cell(cell, shared, options.seed, prepare(shared, [cell]))
+    torch.set_num_threads(conditions.threads)
+    shared = SharedSteps(request.load(), str(conditions.device), request.cache_dir)
+    return run_cell(cell, shared, conditions, *prepare(shared, [cell]))
 
 
 def _absolute(request: DataRequest) -> DataRequest:

@@ -1,7 +1,9 @@
 """The run loop: every (dataset, method, parameters, trial) cell that has no record yet is run
 and its record stored.
 
-Cells already in the store are skipped unless forced; records are appended as cells finish.
+A cell whose newest record is ok, or failed in the method itself, is skipped unless forced; one
+that failed for the machine or the cache is run again (unless `skip_failed`). Records are
+appended as cells finish.
 The cells of one feature set run through an executor: worker processes on this machine
 (local_executor.py), or tasks on a Ray cluster with `executor="ray"` (ray_executor.py).
 """
@@ -10,13 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ..engine.registry import methods as methods_registry
 from ..features.extraction import Extraction
 from ..runtime.device import resolve_device
-from .cell import Cell, identity
+from .cell import Cell, Conditions, identity
 from .loading import DataRequest, check_sources
 from .local_executor import run_cells
-from .store import ResultsStore
+from .store import ResultsStore, cell_key_of
 
 
 @dataclass(frozen=True)
@@ -39,9 +43,18 @@ class RunOptions:
     executor: str = "local"  # or "ray": the cells as tasks on a Ray cluster
     address: str | None = None  # the Ray cluster's; None starts a local instance
     cpus_per_cell: int | None = None  # cores a Ray task reserves (default: --threads, else a node's)
+    skip_failed: bool = False  # a failed cell counts as finished, whatever made it fail
 
     def __post_init__(self) -> None:
         check_sources(self.features_file, self.data_root, self.extraction)
+        for name in ("threads", "cpus_per_cell", "dim"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+        for name in ("time_limit", "memory_limit_mb"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
 
     @property
     def cache_dir(self) -> str:
@@ -50,11 +63,15 @@ class RunOptions:
 
 def run_benchmark(dataset_names: list[str], methods: list[tuple[str, dict]], options: RunOptions,
                   trials: int = 1, log=print) -> list[dict]:
-    """Run every cell that has no record yet; returns the newest record of every cell asked for
-    (written now, or found in the store)."""
+    """Run every cell that has no record yet, or whose last run failed for the machine or the
+    cache; returns the newest record of every cell asked for (written now, or found in the store)."""
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ValueError(f"trials must be a whole number of at least 1, got {trials!r}")
     store = ResultsStore(options.results)
     device = resolve_device(options.device)
-    run_cells_with = _executor(options)
+    run_cells_with, threads = _executor(options, device)
+    store.check_writable()
+    conditions = Conditions(device, options.seed, threads)
     with_train = any(methods_registry()[name].needs_train for name, _ in methods)
     keys = []
     for dataset in dataset_names:
@@ -64,17 +81,17 @@ def run_benchmark(dataset_names: list[str], methods: list[tuple[str, dict]], opt
         fs = request.load(log)
         usable = _usable(methods, fs, log)
         cells = [Cell(fs.name, name, params, trial) for name, params in usable for trial in range(trials)]
-        done = set() if options.force else store.finished()
-        cell_keys = [identity(c, fs, str(device), options.seed)["cell"] for c in cells]
+        done = set() if options.force else store.finished(options.skip_failed)
+        cell_keys = [identity(c, fs, conditions)["cell"] for c in cells]
         keys += cell_keys
         pending = [c for c, key in zip(cells, cell_keys) if key not in done]
         if len(pending) < len(cells):
             log(f"{fs.name}: {len(cells) - len(pending)} cell(s) already in {store.path}, skipped (--force reruns them)")
-        for record in run_cells_with(request, fs, pending, device, options):
+        for record in run_cells_with(request, fs, pending, conditions, options):
             record["command"] = options.command
             store.append(record)
             log(_describe(record))
-    newest = {record["cell"]: record for record in store.records() if "cell" in record}
+    newest = {cell_key_of(record): record for record in store.results()}
     return [newest[key] for key in keys if key in newest]
 
 
@@ -92,17 +109,17 @@ def _usable(methods: list[tuple[str, dict]], fs, log) -> list[tuple[str, dict]]:
     return usable
 
 
-def _executor(options: RunOptions):
-    """run_cells, or its Ray counterpart once connected to the cluster."""
+def _executor(options: RunOptions, device: torch.device):
+    """(run_cells or its Ray counterpart, once connected to the cluster; the torch threads of a cell)."""
     if options.executor == "ray":
-        from .ray_executor import connect, run_cells_on_ray  # Ray is imported only for --executor ray
-        connect(options.address)
-        return run_cells_on_ray
+        from .ray_executor import cell_threads, connect, run_cells_on_ray  # Ray is imported only for --executor ray
+        ray = connect(options.address)
+        return run_cells_on_ray, cell_threads(ray, device, options)
     if options.executor != "local":
         raise ValueError(f"unknown executor {options.executor!r}; use local or ray")
     if options.address is not None or options.cpus_per_cell is not None:
         raise ValueError("--address and --cpus-per-cell are for --executor ray")
-    return run_cells
+    return run_cells, options.threads or torch.get_num_threads()
 
 
 def _describe(record: dict) -> str:

@@ -50,7 +50,8 @@ def _decimals(part: str) -> int:
 
 def sweep_cells(method_names: list[str], param: str, values: list, fixed: dict[str, dict]) -> list[tuple[str, dict]]:
     """(method, parameters) for every method and value; `fixed` holds each method's other --set
-    parameters. A method that lacks `param` (or an alias of it) runs once with `fixed` alone."""
+    parameters. A method that lacks `param` (or an alias of it) runs once with `fixed` alone.
+    Each cell's method is made once here, so a value outside its range fails before any work."""
     known = methods()
     if not any(known[name].parameter(param) for name in method_names):
         raise ValueError(f"--param {param!r}: none of {', '.join(method_names)} has it")
@@ -60,7 +61,9 @@ def sweep_cells(method_names: list[str], param: str, values: list, fixed: dict[s
         if own is None:
             cells.append((name, dict(fixed.get(name, {}))))
             continue
-        if own in fixed.get(name, {}):
+        if own in {known[name].own_name(key) for key in fixed.get(name, {})}:
             raise ValueError(f"--set {name}.{own} conflicts with the swept --param {param}")
         cells += [(name, {**fixed.get(name, {}), own: value}) for value in values]
+    for name, params in cells:
+        known[name](**params)
     return cells

@@ -15,19 +15,19 @@ import traceback
 import torch
 
 from ..engine.shared import SharedSteps
-from .cell import Cell, prepare, run_cell
+from ..runtime.messages import one_line_warnings
+from .cell import Cell, Conditions, prepare, run_cell
 from .loading import DataRequest
 
 
-def serve(connection, request: DataRequest, cells: list[Cell], device: str, seed: int, threads: int | None,
-          show_progress: bool) -> None:
+def serve(connection, request: DataRequest, cells: list[Cell], conditions: Conditions, show_progress: bool) -> None:
     _exit_with_parent()
-    if threads:
-        torch.set_num_threads(threads)
+    one_line_warnings()
+    torch.set_num_threads(conditions.threads)
     try:
         fs = request.load()
-        shared = SharedSteps(fs, device, request.cache_dir, show_progress)
-        summary = prepare(shared, cells)
+        shared = SharedSteps(fs, str(conditions.device), request.cache_dir, show_progress)
+        summary, failures = prepare(shared, cells)
     except Exception as error:
         connection.send(("fatal", f"{type(error).__name__}: {error}\n{traceback.format_exc()}"))
         return
@@ -36,7 +36,7 @@ def serve(connection, request: DataRequest, cells: list[Cell], device: str, seed
         message = connection.recv()
         if message[0] == "stop":
             return
-        connection.send(("record", run_cell(message[1], shared, seed, summary)))
+        connection.send(("record", run_cell(message[1], shared, conditions, summary, failures)))
 
 
 def _exit_with_parent() -> None:

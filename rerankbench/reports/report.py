@@ -43,7 +43,7 @@ def regenerate(results: str | Path) -> list[Path]:
 
 def regenerate_set(folder: str | Path) -> list[Path]:
     folder = Path(folder)
-    records = ResultsStore(folder).records()
+    records = ResultsStore(folder).results()
     written = []
     commands = _commands(records)
     try:

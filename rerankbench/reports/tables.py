@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..engine.registry import DATASET_ORDER, METHOD_ORDER, methods, rank_in
+from ..harness.store import cell_key_of
 
 
 def _order(record: dict):
@@ -18,7 +19,7 @@ def latest(records: list[dict]) -> list[dict]:
     """The newest record of each cell, in the paper's order (test set, method, params, trial)."""
     newest = {}
     for record in records:
-        newest[record.get("cell", id(record))] = record
+        newest[cell_key_of(record)] = record
     return sorted(newest.values(), key=_order)
 
 

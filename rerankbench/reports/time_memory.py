@@ -48,11 +48,12 @@ def time_memory_report(records: list[dict]) -> str:
     if not chosen:
         raise ValueError("no records to report on")
     first = chosen[0]
+    dates = [r["date"] for r in chosen if isinstance(r.get("date"), str)]
     scales = sorted({r.get("dataset_info", {}).get("source_scale", 1.0) for r in chosen})
     lines = [f"# Time and memory of every method on every test set (scale {', '.join(f'{s:g}' for s in scales)})", "",
-             f"Machine: {first['device']}, {first['threads']} threads; "
+             f"Machine: {first.get('device', 'not recorded')}, {first.get('threads', '?')} threads; "
              f"commit {', '.join(sorted({str(r.get('git_commit')) for r in chosen}))}; "
-             f"records from {min(r['date'] for r in chosen)} to {max(r['date'] for r in chosen)}. "
+             f"records from {min(dates, default='?')} to {max(dates, default='?')}. "
              "Generated from `records.jsonl` beside it by `python -m rerankbench report`.", "",
              "Re-rank s: the method's own work after the shared steps (building its structures and producing "
              "every query-gallery distance block); scoring s: the evaluation of those blocks. Peak RSS: the "

@@ -16,6 +16,8 @@ import numpy as np
 from ..features.featureset import FeatureSet, Split
 from ..features.released import ReleasedLayout
 from ..features.trials import one_per_identity
+from ..runtime.files import folder_lock
+from .cache import read_split, write_split
 from .synthetic import Layout, SplitCounts, TwinModel, split_layout
 
 GENERATOR_VERSION = 1
@@ -54,13 +56,16 @@ class TwinDataset:
         inputs = dataclasses.asdict(dataclasses.replace(self, released=None))
         del inputs["released"]  # not an input of the twin, so its cache keys stay as they were
         key = _key({**inputs, "scale": scale, "seed": seed, "dim": dim, "generator": GENERATOR_VERSION})
-        folder = None if cache_dir is None else Path(cache_dir) / "twins" / f"{self.name}-{key}"
-        splits = {name: _read(folder, name) if folder else None for name in names}
-        missing = [name for name, split in splits.items() if split is None]
-        for name, split in self._generate(scale, seed, dim, missing, show_progress).items():
-            splits[name] = split
-            if folder:
-                _write(folder, name, split)
+        if cache_dir is None:
+            splits = self._generate(scale, seed, dim, names, show_progress)
+        else:
+            folder = Path(cache_dir) / "twins" / f"{self.name}-{key}"
+            with folder_lock(folder):  # one process generates, the others wait and read it
+                splits = {name: read_split(folder, name) for name in names}
+                missing = [name for name, split in splits.items() if split is None]
+                for name, split in self._generate(scale, seed, dim, missing, show_progress).items():
+                    write_split(folder, name, split)
+                    splits[name] = split
         return FeatureSet(self.name, splits["query"], splits["gallery"], self.protocol, source,
                           splits.get("train"), self.k_override)
 
@@ -118,23 +123,3 @@ def _pick_queries(ids: np.ndarray, query: SplitCounts, rng: np.random.Generator)
 
 def _key(inputs: dict) -> str:
     return hashlib.sha1(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _write(folder: Path, split: str, data: Split) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays = {"features": data.features, "ids": data.ids}
-    if data.cams is not None:
-        arrays["cams"] = data.cams
-    for name, array in arrays.items():
-        tmp = folder / f"{split}.{name}.tmp.npy"
-        np.save(tmp, array)
-        tmp.replace(folder / f"{split}.{name}.npy")
-
-
-def _read(folder: Path, split: str) -> Split | None:
-    path = folder / f"{split}.features.npy"
-    if not path.exists():
-        return None
-    cams = folder / f"{split}.cams.npy"
-    return Split(np.load(path, mmap_mode="r"), np.load(folder / f"{split}.ids.npy"),
-                 np.load(cams) if cams.exists() else None)

@@ -62,6 +62,16 @@ def test_acp_matches_eq_1_written_out(toy, params):
     assert rerankbench.evaluate(got, toy) == rerankbench.evaluate(want.astype(np.float32), toy)
 
 
+
+def test_k2_beyond_k1_is_recorded_as_what_runs(toy):
+    """The refinement reads the first k2 of a k1-long sequence: with k1 = 3 a k2 of 6 reads 3."""
+    method = registry.method("acp", **TINY, k1=3, k2=6)
+    assert method.resolved(toy)["k2"] == 3
+    shared = SharedSteps(toy)
+    trained = method.trained(shared)
+    got = materialise(method.rerank(shared), np.arange(toy.num_query), np.arange(toy.num_query, 300))
+    assert_distances_close(got, plain_acp(toy, trained.model, 3, 6))
+
 def test_the_model_is_trained_once_per_recipe_and_shared_by_cells(toy, monkeypatch):
     module = sys.modules[type(registry.method("acp")).__module__]
     calls = []

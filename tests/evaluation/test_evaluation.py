@@ -7,7 +7,7 @@ import torch
 
 from conftest import plain_euclidean, plain_normalise
 from rerankbench.engine.distances import PrecomputedDistances
-from rerankbench.evaluation.metrics import score_queries, summarise
+from rerankbench.evaluation.metrics import NoTrueMatch, score_queries, summarise
 from rerankbench.evaluation.protocols import evaluate_all
 from rerankbench.features.featureset import FeatureSet, Split
 from rerankbench.features.trials import VEHICLEID_DRAWS, trials
@@ -124,12 +124,54 @@ def test_official_averages_over_all_queries_with_trapezoid_ap():
     assert m["minp"] == pytest.approx(75.0, **EXACT)
 
 
-def test_all_queries_invalid_gives_zeros_not_nan():
-    # one query whose only same-id item shares its camera
-    s = score_queries([(0, np.array([[0.1, 0.2]], np.float32))], [4], [4, 5], [0], [0, 1])
-    m = summarise(s)
-    assert m["num_invalid_queries"] == 1
-    assert (m["cmc1"], m["map"], m["minp"]) == (0.0, 0.0, 0.0)
+# Test sets where no query can be scored: summarise refuses them, saying why, rather than report
+# 0.00 (which Table V would mark as the row's best). Gallery: ids [4, 5, -1], cameras [0, 1, 1].
+@pytest.mark.parametrize("q_ids, q_cams, g_ids, why", [
+    # every query's only same-identity item is in its own camera
+    ([4, 4], [0, 0], [4, 5, -1], "of the 2 queries, 2 have them only in their own camera"),
+    # no query identity in the gallery
+    ([7, 8, 9], [0, 1, 0], [4, 5, -1], "of the 3 queries, 3 have no gallery image of their identity"),
+    # an all-junk gallery
+    ([4, 5], [0, 1], [-1, -1, -1], "of the 2 queries, 2 have no gallery image of their identity (identity -1 is junk"),
+    # junk queries (-1 matches nothing, not even the gallery's -1)
+    ([-1, -1], [0, 0], [4, 5, -1], "of the 2 queries, 2 have no gallery image of their identity"),
+    # both reasons
+    ([4, 9, 4], [0, 0, 0], [4, 5, -1], "of the 3 queries, 1 have no gallery image of their identity (identity -1 is "
+                                       "junk: it matches nothing) and 2 have them only in their own camera"),
+])
+@pytest.mark.parametrize("official", [False, True])
+def test_no_query_with_a_true_match_is_refused(q_ids, q_cams, g_ids, why, official):
+    d = np.tile(np.array([0.1, 0.2, 0.3], np.float32), (len(q_ids), 1))
+    s = score_queries([(0, d)], q_ids, g_ids, q_cams, [0, 1, 1])
+    assert s.num_matches.tolist() == [0] * len(q_ids)
+    with pytest.raises(NoTrueMatch) as error:
+        summarise(s, official=official)
+    assert str(error.value).startswith(f"no query has a true match in the gallery: {why}")
+    assert "\n" not in str(error.value)
+
+
+def test_one_query_with_a_true_match_is_enough():
+    # ids as the last case above, but the third query's camera is 1: its id-4 item (camera 0) is
+    # a match at rank 1 -> scored over 1 valid query, the other two skipped and counted
+    d = np.tile(np.array([0.1, 0.2, 0.3], np.float32), (3, 1))
+    m = summarise(score_queries([(0, d)], [4, 9, 4], [4, 5, -1], [0, 0, 1], [0, 1, 1]))
+    assert (m["num_queries"], m["num_invalid_queries"]) == (3, 2)
+    assert (m["cmc1"], m["map"], m["minp"]) == (100.0, 100.0, 100.0)
+
+
+@pytest.mark.parametrize("protocol, why", [
+    ("market", "of the 2 queries, 2 have no gallery image of their identity (identity -1 is junk: it matches "
+               "nothing)"),  # ids 1, 2 against 3, 4, 5
+    ("vehicleid", "there are no queries"),  # one image per identity: every draw puts all five in the gallery
+])
+def test_evaluate_all_refuses_a_test_set_without_true_matches(protocol, why):
+    fs = FeatureSet("none", Split(np.eye(2, 6, dtype=np.float32), np.array([1, 2]), np.zeros(2, np.int64)),
+                    Split(np.eye(3, 6, 2, dtype=np.float32), np.array([3, 4, 5]), np.ones(3, np.int64)),
+                    protocol=protocol)
+    d = PrecomputedDistances(np.ones((5, 5), np.float32), np.arange(5), np.arange(5))
+    with pytest.raises(NoTrueMatch) as error:
+        evaluate_all(d, fs)
+    assert str(error.value) == f"no query has a true match in the gallery: {why}"
 
 
 # ---------------------------------------------------------------------------------------------

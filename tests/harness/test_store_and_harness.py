@@ -18,49 +18,60 @@ FIELDS = ["dataset", "method", "params", "status", "cmc1", "cmc5", "cmc10", "map
 
 
 # ------------------------------------------------------------------------------------ store
+def result(cell, status="ok", **fields):
+    """A well-formed result record; without a fingerprint or device its identity is `cell`."""
+    numbers = dict.fromkeys(("cmc1", "cmc5", "cmc10", "map", "minp", "wall_s", "eval_s", "peak_rss_mb"), 50.0)
+    return {"cell": cell, "dataset": "toy", "method": "baseline", "params": {}, "status": status,
+            **(numbers if status == "ok" else {"error": "boom"}), **fields}
+
+
 def test_store_append_and_read(tmp_path):
     store = ResultsStore(tmp_path / "res")
-    assert store.records() == [] and store.finished() == set()
-    store.append({"cell": "a", "value": np.float32(1.5), "array": np.arange(3)})
-    store.append({"cell": "b", "value": 2})
+    assert store.records() == [] and store.results() == [] and store.finished() == set()
+    store.append(result("a", value=np.float32(1.5), array=np.arange(3)))
+    store.append(result("b", value=2))
     store.append({"no_cell": True})
-    assert store.records() == [{"array": [0, 1, 2], "cell": "a", "value": 1.5}, {"cell": "b", "value": 2},
+    assert store.records() == [json.loads(json.dumps(result("a", value=1.5, array=[0, 1, 2]))), result("b", value=2),
                                {"no_cell": True}]
-    assert store.finished() == {"a", "b"}
+    with pytest.warns(UserWarning, match=r"records.jsonl:3: skipped a malformed record \(no dataset\)"):
+        assert [r["cell"] for r in store.results()] == ["a", "b"]
+    with pytest.warns(UserWarning):
+        assert store.finished() == {"a", "b"}
     lines = (tmp_path / "res" / RECORDS).read_text().splitlines()
-    assert len(lines) == 3 and json.loads(lines[1]) == {"cell": "b", "value": 2}
+    assert len(lines) == 3 and json.loads(lines[1]) == result("b", value=2)
     with pytest.raises(TypeError):
         store.append({"cell": "c", "bad": object()})
 
 
 def test_store_skips_torn_last_line(tmp_path):
     store = ResultsStore(tmp_path)
-    store.append({"cell": "a"})
-    store.append({"cell": "b"})
+    store.append(result("a"))
+    store.append(result("b"))
     with open(store.path, "a") as f:
         f.write('{"cell": "c", "cmc1": 1')  # cut off mid-write
     with pytest.warns(UserWarning, match="torn"):
         records = store.records()
-    assert records == [{"cell": "a"}, {"cell": "b"}]
+    assert records == [result("a"), result("b")]
     with pytest.warns(UserWarning):
         assert store.finished() == {"a", "b"}
 
 
 def test_store_append_after_torn_line_keeps_new_record(tmp_path):
     store = ResultsStore(tmp_path)
-    store.append({"cell": "a"})
+    store.append(result("a"))
     with open(store.path, "a") as f:
         f.write('{"cell": "b", "cmc1": 1')
-    store.append({"cell": "c"})
+    store.append(result("c"))
     with pytest.warns(UserWarning):
         assert store.finished() == {"a", "c"}
 
 
 def test_cell_key_names_the_cell():
-    key = cell_key("fp", "market1501", "aqe", {"k": 5}, 0, "cuda:0")
-    assert json.loads(key) == ["market1501", "fp", "aqe", {"k": 5}, 0, "cuda"]
-    assert key != cell_key("fp", "market1501", "aqe", {"k": 6}, 0, "cuda:0")
-    assert key == cell_key("fp", "market1501", "aqe", {"k": 5}, 0, "cuda:1")
+    key = cell_key("fp", "market1501", "aqe", {"k": 5}, 0, "cuda:0", 2)
+    assert json.loads(key) == ["market1501", "fp", "aqe", {"k": 5}, 0, "cuda", 2]
+    assert key != cell_key("fp", "market1501", "aqe", {"k": 6}, 0, "cuda:0", 2)
+    assert key != cell_key("fp", "market1501", "aqe", {"k": 5}, 0, "cuda:0", 1)  # other threads, other timings
+    assert key == cell_key("fp", "market1501", "aqe", {"k": 5}, 0, "cuda:1", 2)
 
 
 # ---------------------------------------------------------------------------------- harness

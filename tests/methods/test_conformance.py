@@ -38,14 +38,16 @@ def test_registry_lists_the_methods_in_the_papers_order_with_their_defaults():
     }
 
 
-def _example_value(default):
-    """A non-default value of the parameter's type, given as it would come from the CLI."""
+def _example_value(cls, key):
+    """A non-default value of the parameter's type and within its range, given as it would come from the CLI."""
+    default = cls.defaults[key]
     if isinstance(default, bool):
         return "true" if not default else "false"
     if default == DATA_DEPENDENT or isinstance(default, int):
         return "5"
-    if isinstance(default, float):
-        return "2.5"
+    if isinstance(default, float):  # 2.5, or 0.5 in [0, 1]
+        bounds = cls.ranges[key]
+        return f"{(bounds.low + min(bounds.high, bounds.low + 5)) / 2:g}"
     return default
 
 
@@ -65,14 +67,16 @@ def test_constructor_stores_params_only(name, monkeypatch):
 
     assert cls().params == cls.defaults
     assert cls().params is not cls.defaults  # a copy: changing one instance's params leaves the class alone
-    for key, default in cls.defaults.items():
-        given = {key: _example_value(default)}
+    for key in cls.defaults:
+        given = {key: _example_value(cls, key)}
         m = cls(**given)
         assert m.params == {**cls.defaults, **given}
-        # not validated yet either: a nonsense value is stored as given, and fails only when resolved
-        m = cls(**{key: "not-a-number"})
-        assert m.params[key] == "not-a-number"
-    m = registry.method(name, **{k: _example_value(v) for k, v in cls.defaults.items()})
+        if key in cls.ranges:  # a number is checked against its range here, before any work
+            with pytest.raises(ValueError, match=f"parameter {name}.{key} must be a number, got 'not-a-number'"):
+                cls(**{key: "not-a-number"})
+        else:  # a text choice is stored as given, and fails only when resolved
+            assert cls(**{key: "not-a-number"}).params[key] == "not-a-number"
+    m = registry.method(name, **{k: _example_value(cls, k) for k in cls.defaults})
     assert type(m) is cls
 
 
@@ -87,14 +91,16 @@ def test_unknown_parameter_raises_naming_it(name):
 
 @pytest.mark.parametrize("name", METHODS)
 def test_title_and_aliases(name):
-    """Every method has a title for the tables; an alias names one of its parameters."""
+    """Every method has a title for the tables; an alias or another spelling names one of its parameters."""
     cls = registry.methods()[name]
     assert cls.title
-    for alias, own in cls.aliases.items():
+    assert not set(cls.aliases) & set(cls.spellings)
+    for alias, own in {**cls.aliases, **cls.spellings}.items():
         assert own in cls.defaults and alias not in cls.defaults
-        assert cls.parameter(alias) == own and cls(**{alias: "4"}).overrides == {own: "4"}
+        value = _example_value(cls, own)
+        assert cls.parameter(alias) == own and cls(**{alias: value}).overrides == {own: value}
         with pytest.raises(ValueError, match="twice"):
-            cls(**{alias: "4", own: "5"})
+            cls(**{alias: value, own: value})
     assert cls.parameter("no_such_parameter") is None
 
 
@@ -120,11 +126,27 @@ def test_resolved_casts_and_resolves_nc(name, market_twin):
                     cls(**{key: bad}).resolved(fs)
         elif isinstance(default, float):
             assert defaults[key] == default
-            resolved = cls(**{key: "2.5"}).resolved(fs)[key]
-            assert resolved == 2.5 and type(resolved) is float
-            assert type(cls(**{key: 2}).resolved(fs)[key]) is float
+            example = _example_value(cls, key)
+            resolved = cls(**{key: example}).resolved(fs)[key]
+            assert resolved == float(example) and type(resolved) is float
+            assert type(cls(**{key: 1}).resolved(fs)[key]) is float
             with pytest.raises(ValueError, match=key):
                 cls(**{key: "abc"}).resolved(fs)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_every_numeric_parameter_declares_its_range(name, market_twin):
+    """Every number (or "N/C") has a Range, whole for the whole numbers as they resolve (ACP's
+    from its preset), and an "N/C" default is a neighbourhood size, checked against the rows of X."""
+    cls = registry.methods()[name]
+    numeric = {key for key, default in cls.defaults.items()
+               if default == DATA_DEPENDENT or (isinstance(default, (int, float)) and not isinstance(default, bool))}
+    assert numeric <= set(cls.ranges) <= set(cls.defaults)
+    resolved = cls().resolved(market_twin)
+    for key, bounds in cls.ranges.items():
+        assert type(resolved[key]) is (int if bounds.whole else float), key
+        assert bounds.whole or not bounds.neighbourhood
+        assert bounds.neighbourhood or cls.defaults[key] != DATA_DEPENDENT
 
 
 def test_resolved_rejects_infinite_whole_number(market_twin):

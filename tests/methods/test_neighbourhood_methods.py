@@ -89,16 +89,19 @@ def plain_ecn(x: np.ndarray, m: int, k: int, t: int, q: int) -> np.ndarray:
 
 
 def plain_gnn(x: np.ndarray, m: int, k1: int, k2: int) -> np.ndarray:
+    """The reference's steps as it runs them (gnn_reranking.py): S = X X^T; each row's top-k1
+    list (topk(S, k1): similarities and initial_rank); A binary from the list; weights S^2 of the
+    list; twice A <- A + A^T, A[i] <- sum over initial_rank[i, :k2] of w_ij A[j] (the first k2 of
+    the top-k1 list: min(k1, k2) of them), rows L2-normalised; similarity A_q A_g^T."""
     similarity = x @ x.T
-    rank = plain_knn(x, len(x))
+    initial_rank = plain_knn(x, k1)
     a = np.zeros_like(similarity)
-    for i in range(len(x)):
-        a[i, rank[i, :k1]] = 1
-    w = np.take_along_axis(similarity, rank[:, :k2], 1) ** 2
+    np.put_along_axis(a, initial_rank, 1.0, axis=1)
+    w = np.take_along_axis(similarity, initial_rank, 1) ** 2
     if k2 != 1:
         for _ in range(2):
             a = a + a.T
-            a = np.stack([sum(w[i, j] * a[rank[i, j]] for j in range(k2)) for i in range(len(x))])
+            a = np.stack([w[i, :k2] @ a[initial_rank[i, :k2]] for i in range(len(x))])
             a = a / np.linalg.norm(a, axis=1, keepdims=True)
     return 1 - a[:m] @ a[m:].T
 
@@ -156,6 +159,8 @@ CASES = [  # (data, method, params)
     ("clustered", "gnn", {}),
     ("small_clustered", "gnn", {"k1": 26, "k2": 7}),
     ("small_clustered", "gnn", {"k1": 12, "k2": 1}),
+    ("small_clustered", "gnn", {"k1": 4, "k2": 7}),  # k2 > k1: the first k2 of the top-k1 list, so 4
+    ("clustered", "gnn", {"k1": 3, "k2": 10}),
 ]
 
 
@@ -177,4 +182,15 @@ def test_matches_plain_dense_reference(sets, data, method, params, device):
     assert got.shape == (fs.num_query, fs.num_gallery) and got.dtype == np.float32
     assert_distances_close(got, want)
     # identical ranking: the metrics of both are exactly equal
+    assert rerankbench.evaluate(got, fs) == rerankbench.evaluate(want.astype(np.float32), fs)
+
+
+def test_gnn_on_vehicleid_defaults_propagates_over_k1_neighbours_and_records_it(vehicleid_twin):
+    """k1 = N/C = 4, k2 = 7: the reference reads initial_rank[:, :7] of a top-4 list, so 4 neighbours."""
+    fs = vehicleid_twin
+    assert registry.method("gnn").resolved(fs) == {"k1": 4, "k2": 4}  # the k2 that ran
+    x, m = plain_rows(fs)
+    want = plain_gnn(x, m, k1=4, k2=7)
+    got = rerankbench.rerank("gnn", fs)
+    assert_distances_close(got, want)
     assert rerankbench.evaluate(got, fs) == rerankbench.evaluate(want.astype(np.float32), fs)
