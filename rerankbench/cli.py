@@ -331,7 +331,8 @@ def _export(args) -> int:
     from .reports.report import export_set
     methods = registry.select(args.methods, registry.methods(), "method")
     datasets = None if args.datasets == "all" else registry.select(args.datasets, registry.datasets(), "dataset")
-    print("\n".join(map(str, export_set(ResultsStore(args.results).results(), args.output, datasets, methods, args.scale))))
+    print("\n".join(map(str, export_set(ResultsStore(args.results).results(), args.output, datasets, methods, args.scale,
+                                         args.results))))
     return 0
 
 

@@ -1,5 +1,6 @@
 """One cell of the benchmark -- a method with its parameters on one feature set, one trial --
-and how it is run and turned into a result record."""
+and how it is run and turned into a result record (with every query's scores under `per_query`,
+which the store writes to their own file)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,8 @@ import torch
 
 from ..engine.registry import method
 from ..engine.shared import SharedSteps
-from ..evaluation.protocols import evaluate_all
+from ..evaluation.per_query import PerQuery
+from ..evaluation.protocols import score_trials, summarise_trials
 from ..features.featureset import FeatureSet
 from .memory import peak_gpu_mb, peak_rss_mb, reset_peak_gpu, reset_peak_rss
 from .provenance import describe
@@ -104,7 +106,8 @@ def run_cell(cell: Cell, shared: SharedSteps, conditions: Conditions, shared_sum
         distances = TimedDistances(instance.rerank(shared))
         rerank_s = time.perf_counter() - start
         start = time.perf_counter()
-        metrics = evaluate_all(distances, fs)
+        scored = score_trials(distances, fs)
+        metrics, per_query = summarise_trials(scored, fs), PerQuery.of_trials(scored)
         total_s = time.perf_counter() - start
     except (MemoryError, torch.cuda.OutOfMemoryError) as error:
         return failed_record(cell, fs, conditions, f"out of memory: {error}", MACHINE, shared=shared_summary)
@@ -114,6 +117,7 @@ def run_cell(cell: Cell, shared: SharedSteps, conditions: Conditions, shared_sum
     return {**identity(cell, fs, conditions), "status": "ok", "error": None, **metrics,
             "wall_s": rerank_s + distances.seconds, "eval_s": total_s - distances.seconds,
             "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": peak_gpu_mb(device), "shared": shared_summary,
+            "per_query": per_query,
             **instance.details(shared), **describe(device, conditions.threads)}
 
 

@@ -11,6 +11,9 @@ records, skipping a torn line, a line that is not an object, or a record missing
 readers use (or holding a metric that is not a number), each with a warning naming file:line.
 Tables, reports, plots, export and run's resume read `results()`.
 
+Per-query results: a record whose `per_query` is a PerQuery has it written to its own file
+first (per_query_files.py), and then names that file.
+
 Identity: a cell -- test set, fingerprint of its features, method, parameters, trial, device
 kind and thread count -- is named by `cell_key`, derived from the record's own fields, so
 records written before the thread count was part of it still name their cell. A cell whose
@@ -28,7 +31,9 @@ import os
 import warnings
 from pathlib import Path
 
+from ..evaluation.per_query import PerQuery
 from ..runtime.files import temporary_name
+from . import per_query_files
 
 RECORDS = "records.jsonl"
 MACHINE, METHOD = "machine", "method"  # why a cell failed: retried on the next run, or not
@@ -71,6 +76,13 @@ class ResultsStore:
             raise StoreError(f"{self.path}: cannot write records ({error.strerror or error})") from None
 
     def append(self, record: dict) -> None:
+        """Append one record (its per-query results, a PerQuery under `per_query`, written to their file first)."""
+        if isinstance(record.get("per_query"), PerQuery):
+            try:
+                record = {**record, "per_query": per_query_files.write(self.folder, record["per_query"])}
+            except OSError as error:
+                raise StoreError(f"{self.folder / per_query_files.FOLDER}: cannot write the per-query results "
+                                 f"({error.strerror or error}); the record was not stored") from None
         line = (json.dumps(record, sort_keys=True, default=_plain) + "\n").encode()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -150,6 +162,10 @@ def malformed(record) -> str | None:
         value = record.get(field)
         if field in record and (not isinstance(value, kind) or isinstance(value, bool)):
             return f"{field} is {value!r}"
+    if record.get("per_query") is not None:
+        problem = per_query_files.malformed_reference(record["per_query"])
+        if problem:
+            return problem
     if record["status"] == "ok":
         for field in NUMBERS:
             value = record.get(field)

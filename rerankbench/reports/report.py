@@ -11,13 +11,14 @@ committed set such as `results/default_run/`). For each set this writes:
   VIII-X) for every ACP ablation and architecture sweep in the set;
 - `time_memory.md`: each method's time and peak RSS on each test set, and the shared steps.
 
-Nothing here is edited by hand; `export` copies chosen records into a new set.
+Nothing here is edited by hand; `export` copies chosen records, with their per-query files, into a new set.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from ..harness.per_query_files import copy_files
 from ..harness.store import RECORDS, ResultsStore
 from .ablation_tables import ablation_tables
 from .paper_table import METRIC_TITLES, build_table
@@ -73,13 +74,17 @@ def regenerate_set(folder: str | Path) -> list[Path]:
 
 
 def export(records: list[dict], folder: str | Path, datasets: list[str] | None = None, methods: list[str] | None = None,
-           scale: float | None = None) -> Path:
-    """Copy the newest record of each chosen cell into `folder/records.jsonl` (a new record set)."""
+           scale: float | None = None, source: str | Path | None = None) -> Path:
+    """Copy the newest record of each chosen cell into `folder/records.jsonl` (a new record set),
+    with the per-query files they name from the results folder `source` (a record whose file is
+    missing or damaged there, or that names one without a `source`, goes without it, with a warning)."""
     chosen = latest([record for record in records
                      if (datasets is None or record["dataset"] in datasets) and (methods is None or record["method"] in methods)
                      and (scale is None or record.get("dataset_info", {}).get("source_scale", 1.0) == scale)])
     if not chosen:
         raise ValueError("no records match the selection")
+    chosen = [dict(record) for record in chosen]  # a record whose file cannot be copied loses its reference
+    copy_files(chosen, folder if source is None else source, folder)
     path = Path(folder) / RECORDS
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(record, sort_keys=True) + "\n" for record in chosen))
@@ -87,9 +92,11 @@ def export(records: list[dict], folder: str | Path, datasets: list[str] | None =
 
 
 def export_set(records: list[dict], folder: str | Path, datasets: list[str] | None = None,
-               methods: list[str] | None = None, scale: float | None = None) -> list[Path]:
-    """`export`: the chosen records as a new record set in `folder`, with its tables and plots."""
-    return [export(records, folder, datasets, methods, scale), *regenerate_set(folder)]
+               methods: list[str] | None = None, scale: float | None = None,
+               source: str | Path | None = None) -> list[Path]:
+    """`export`: the chosen records as a new record set in `folder` (their per-query files copied
+    from `source`), with its tables and plots."""
+    return [export(records, folder, datasets, methods, scale, source), *regenerate_set(folder)]
 
 
 def _commands(records: list[dict]) -> str:
