@@ -4,15 +4,19 @@ Notebook API:
     fs = rerankbench.load_dataset("market1501", scale=0.1)     # a twin, or FeatureSet(...)
     d = rerankbench.rerank("alpha_qe", fs, k=5)               # M x N distances
     rerankbench.evaluate(d, fs)                               # {"cmc1": ..., "map": ..., ...}
+    frame = rerankbench.load_records("results")               # the stored records, a pandas DataFrame
+    rerankbench.load_per_query(frame.iloc[0])                 # one record's queries, one row each
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 from .features.featureset import FeatureError, FeatureSet, Split
 
 __version__ = "0.1.0"
-__all__ = ["FeatureError", "FeatureSet", "Split", "evaluate", "load_dataset", "rerank"]
+__all__ = ["FeatureError", "FeatureSet", "Split", "evaluate", "load_dataset", "load_per_query", "load_records", "rerank"]
 
 
 def load_dataset(name: str, scale: float = 0.1, seed: int = 0, dim: int = 2048, with_train: bool = False,
@@ -63,6 +67,24 @@ def evaluate(distances: np.ndarray, feature_set: FeatureSet) -> dict:
     q, g = feature_set.query, feature_set.gallery
     scores = score_queries([(0, distances)], q.ids, g.ids, q.cams, g.cams)
     return summarise(scores, official=feature_set.protocol == "market-official")
+
+
+def load_records(results: str = "results"):
+    """The records of a results folder as a pandas DataFrame, one row a record: parameters and
+    metrics as flat columns (`params.k1`, `map`, `wall_s`, ...), `cell`, `context`, `results`;
+    malformed lines are skipped with a warning naming them (rerankbench.harness.frame)."""
+    from .harness.frame import load_records as load
+    if not isinstance(results, (str, os.PathLike)):
+        raise TypeError(f"load_records: results must be a folder (str or path), got {_described(results)}")
+    return load(results)
+
+
+def load_per_query(record):
+    """One record's per-query results (a row of `load_records`) as a DataFrame, one row a query:
+    draw (VehicleID's), query_row, num_matches, first_rank, ap, ap_trapezoid, inp. A ValueError
+    naming the file when the record has none (written before they were kept) or it is damaged."""
+    from .harness.frame import load_per_query as load
+    return load(record)
 
 
 def _check_feature_set(value, function: str) -> None:

@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--methods", default="all")
     export.add_argument("--datasets", default="all")
     export.add_argument("--scale", type=float, help="only twins at this scale")
+    export.add_argument("--per-query", action="store_true", help="also per_query.csv: every query of every "
+                        "exported record (its AP, INP, first-hit rank, ...), one row each")
     _results_option(export)
 
     calibrate = commands.add_parser("calibrate", help="fit the twins to the paper's baseline, or check them")
@@ -332,7 +334,7 @@ def _export(args) -> int:
     methods = registry.select(args.methods, registry.methods(), "method")
     datasets = None if args.datasets == "all" else registry.select(args.datasets, registry.datasets(), "dataset")
     print("\n".join(map(str, export_set(ResultsStore(args.results).results(), args.output, datasets, methods, args.scale,
-                                         args.results))))
+                                         args.results, args.per_query))))
     return 0
 
 

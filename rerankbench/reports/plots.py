@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from ..engine.registry import DATASET_ORDER, METHOD_ORDER, methods, rank_in
+from ..harness.frame import newest, records_frame
 from .paper_table import METRIC_TITLES, Entry, dataset_label, mark_best
-from .tables import dataset_key, latest
+from .tables import dataset_key
 
 SECOND_METRIC_ONLY = {"k2"}  # Fig. 12 shows mAP only; the other sweeps CMC@1 and mAP (CMC@5 on VehicleID)
 LINES = [("o", "-"), ("s", "-."), ("^", ":"), ("D", "-"), ("v", "-."), ("x", ":"), ("P", "-"), ("*", "-.")]
@@ -49,25 +52,22 @@ class SweepFigure:
 
 def sweep_figures(records: list[dict]) -> list[SweepFigure]:
     """Every sweep in `records`, one figure per (test set, parameter)."""
-    newest = [r for r in latest(records) if r.get("status") == "ok" and r.get("trial", 0) == 0]
-    groups: dict[tuple, Curve] = {}
-    for record in newest:
-        overrides = record.get("overrides") or {}
-        for param, value in overrides.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue  # a switch (ACP's ablation) or a choice: no axis to plot along
-            rest = tuple(sorted((k, str(v)) for k, v in overrides.items() if k != param))
-            key = (*dataset_key(record), _paper_name(record["method"], param), record["method"], rest)
-            groups.setdefault(key, Curve(record["method"], rest)).points[value] = record
-    baselines = {dataset_key(r): r for r in newest
-                 if r["method"] == "baseline" and not r.get("overrides")}
+    points = _sweep_points(records)
+    if points.empty:
+        return []
+    ok = newest(records_frame(records))
+    ok = ok[(ok["status"] == "ok") & (ok["trial"] == 0)]
+    baselines = {dataset_key(r): r for r in ok["record"] if r["method"] == "baseline" and not r.get("overrides")}
     figures: dict[tuple, SweepFigure] = {}
-    for (dataset, fingerprint, param, _, _), curve in sorted(groups.items(), key=lambda item: _order(item[0])):
-        if len(curve.points) < 2:
+    curves = points.groupby(["dataset_rank", "dataset", "fingerprint", "param", "method_rank", "method", "rest"],
+                            sort=True)
+    for (_, dataset, fingerprint, param, _, method, rest), group in curves:
+        if group["value"].nunique() < 2:
             continue
         key = (dataset, fingerprint, param)
+        curve = Curve(method, rest, dict(zip(group["value"], group["record"])))
         if key not in figures:
-            first = next(iter(curve.points.values()))
+            first = group["record"].iloc[0]
             metrics = ("cmc1", "cmc5") if first["dataset_info"].get("protocol") == "vehicleid" else ("cmc1", "map")
             figures[key] = SweepFigure(dataset, dataset_label(first, several=False), param,
                                        metrics[1:] if param in SECOND_METRIC_ONLY else metrics, [],
@@ -76,14 +76,32 @@ def sweep_figures(records: list[dict]) -> list[SweepFigure]:
     return list(figures.values())
 
 
+def _sweep_points(records: list[dict]) -> pd.DataFrame:
+    """One row for each numeric parameter set in each newest ok record of trial 0 (a point of the
+    sweep over it): test set, fingerprint, the parameter's paper name, method, the other parameters
+    that were set (`rest`), the value and the record."""
+    ok = newest(records_frame(records))
+    ok = ok[(ok["status"] == "ok") & (ok["trial"] == 0)]
+    rows = []
+    for record in ok["record"]:
+        overrides = record.get("overrides") or {}
+        for param, value in overrides.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue  # a switch (ACP's ablation) or a choice: no axis to plot along
+            rest = tuple(sorted((k, str(v)) for k, v in overrides.items() if k != param))
+            rows.append({"dataset_rank": rank_in(DATASET_ORDER, record["dataset"])[0], "dataset": record["dataset"],
+                         "fingerprint": dataset_key(record)[1], "param": _paper_name(record["method"], param),
+                         "method_rank": rank_in(METHOD_ORDER, record["method"])[0], "method": record["method"],
+                         "rest": rest, "value": value, "record": record})
+    frame = pd.DataFrame(rows)
+    if rows:  # the values as they were recorded (5, not 5.0)
+        frame["value"] = pd.Series([row["value"] for row in rows], dtype=object)
+    return frame
+
+
 def _paper_name(method: str, param: str) -> str:
     aliases = getattr(methods().get(method), "aliases", {})
     return next((alias for alias, own in aliases.items() if own == param), param)
-
-
-def _order(key: tuple):
-    dataset, fingerprint, param, method, rest = key
-    return rank_in(DATASET_ORDER, dataset), fingerprint, param, rank_in(METHOD_ORDER, method), rest
 
 
 def draw_sweeps(records: list[dict], folder: str | Path) -> list[Path]:

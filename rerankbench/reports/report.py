@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..harness.frame import per_query_table, records_frame
 from ..harness.per_query_files import copy_files
 from ..harness.store import RECORDS, ResultsStore
 from .ablation_tables import ablation_tables
@@ -93,10 +94,15 @@ def export(records: list[dict], folder: str | Path, datasets: list[str] | None =
 
 def export_set(records: list[dict], folder: str | Path, datasets: list[str] | None = None,
                methods: list[str] | None = None, scale: float | None = None,
-               source: str | Path | None = None) -> list[Path]:
+               source: str | Path | None = None, per_query_csv: bool = False) -> list[Path]:
     """`export`: the chosen records as a new record set in `folder` (their per-query files copied
-    from `source`), with its tables and plots."""
-    return [export(records, folder, datasets, methods, scale, source), *regenerate_set(folder)]
+    from `source`), with its tables and plots; with `per_query_csv` also `per_query.csv`, every
+    query of every exported record that has per-query results, one row each."""
+    written = [export(records, folder, datasets, methods, scale, source), *regenerate_set(folder)]
+    if per_query_csv:
+        table = per_query_table(records_frame(ResultsStore(folder).results(), folder))
+        written.append(_write(Path(folder) / "per_query.csv", table.to_csv(index=False)))
+    return written
 
 
 def _commands(records: list[dict]) -> str:

@@ -1,13 +1,8 @@
 """Tables generated from the stored records, never edited by hand."""
 from __future__ import annotations
 
-from ..engine.registry import DATASET_ORDER, METHOD_ORDER, methods, rank_in
-from ..harness.store import cell_key_of
-
-
-def _order(record: dict):
-    return (rank_in(DATASET_ORDER, record["dataset"]), rank_in(METHOD_ORDER, record["method"]),
-            str(record["params"]), record.get("trial", 0))
+from ..engine.registry import methods
+from ..harness.frame import newest, records_frame
 
 
 def dataset_key(record: dict) -> tuple[str, str]:
@@ -17,10 +12,7 @@ def dataset_key(record: dict) -> tuple[str, str]:
 
 def latest(records: list[dict]) -> list[dict]:
     """The newest record of each cell, in the paper's order (test set, method, params, trial)."""
-    newest = {}
-    for record in records:
-        newest[cell_key_of(record)] = record
-    return sorted(newest.values(), key=_order)
+    return newest(records_frame(records))["record"].tolist()
 
 
 def markdown_table(records: list[dict]) -> str:

@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 
 from ..engine.registry import DATASET_ORDER, METHOD_ORDER, rank_in
+from ..harness.frame import last_of, records_frame
 from .tables import dataset_key
 
 
 def _latest(records: list[dict]) -> list[dict]:
-    """The last record of each (test set, method, parameters)."""
-    chosen: dict[tuple, dict] = {}
-    for record in records:
-        chosen[(*dataset_key(record), record["method"], json.dumps(record["params"], sort_keys=True))] = record
-    return sorted(chosen.values(), key=lambda r: (rank_in(DATASET_ORDER, r["dataset"]), rank_in(METHOD_ORDER, r["method"])))
+    """The last record of each (test set, method, parameters), in the paper's order of test sets and methods."""
+    frame = records_frame(records)
+    frame["params_json"] = [json.dumps(record["params"], sort_keys=True) for record in frame["record"]]
+    chosen = last_of(frame, ["dataset", "fingerprint", "method", "params_json"])["record"]
+    return sorted(chosen, key=lambda r: (rank_in(DATASET_ORDER, r["dataset"]), rank_in(METHOD_ORDER, r["method"])))
 
 
 def _seconds(step: dict | None) -> str:
