@@ -1,4 +1,4 @@
-"""Command line: python -m rerankbench {run,sweep,extract,list,table,plot,report,export,...} (--help for each).
+"""Command line: python -m rerankbench {run,sweep,extract,list,table,compare,plot,report,export,...} (--help for each).
 
 Argument parsing and dispatch only: each command's work lives in the subpackage it belongs to.
 """
@@ -73,7 +73,22 @@ def main(argv: list[str] | None = None) -> int:
     table.add_argument("--format", choices=["md", "latex", "csv"], default="md")
     table.add_argument("--paper", action="store_true", help="the paper's numbers and our difference beside ours")
     table.add_argument("--records", action="store_true", help="instead: every record, one row each")
+    table.add_argument("--significance", action="store_true", help="mark (†) the cells not significantly different "
+                       "from their row's best: paired randomisation test over queries, Holm-corrected across the row")
     _results_option(table)
+
+    compare = commands.add_parser("compare", help="whether two methods differ on a test set: a paired randomisation "
+                                  "test and a paired bootstrap 95%% interval of the difference, over its queries")
+    compare.add_argument("--dataset", required=True, help="the test set, e.g. msmt17")
+    compare.add_argument("--methods", required=True, metavar="A,B", help="two methods; the difference is A's minus B's")
+    compare.add_argument("--metric", choices=("map", "cmc1", "cmc5"), help="default: map (cmc1 on VehicleID)")
+    compare.add_argument("--scale", type=float, help="the twins' scale, where the test set was run at several")
+    compare.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",
+                         help="compare the record with these parameters set (default: the method's defaults)")
+    compare.add_argument("--rounds", type=int, default=10_000, help="rounds of each test (default and least 10,000)")
+    compare.add_argument("--seed", type=int, default=0, help="seed of the tests' random numbers")
+    compare.add_argument("--json", action="store_true", help="print one JSON object instead")
+    _results_option(compare)
 
     plot = commands.add_parser("plot", help="the sensitivity plots (Figs. 10-12) of the sweeps in the stored records")
     plot.add_argument("--output", help="folder for the figures (default: RESULTS/figures)")
@@ -139,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = shlex.join(["python", "-m", "rerankbench", *argv])  # stored in the records
     try:
         commands = {"run": _run, "sweep": _run, "ablation": _run, "extract": _extract, "list": _list, "table": _table,
+                    "compare": _compare,
                     "plot": _plot, "report": _report, "export": _export, "calibrate": _calibrate, "benchmark": _benchmark,
                     "extraction-benchmark": _extraction_benchmark, "compare-reference": _compare_reference,
                     "train": _train, "model-figures": _model_figures, "acp-benchmark": _acp_benchmark}
@@ -310,7 +326,20 @@ def _table(args) -> int:
     if args.records:  # a row per record: an empty table when there are none
         print(markdown_table(ResultsStore(args.results).results()))
         return 0
-    print(render(build_table(_records(args.results), args.paper), args.format), end="")
+    table = build_table(_records(args.results), args.paper)
+    if args.significance:
+        from .reports.comparison import mark_significance
+        mark_significance(table, args.results)
+    print(render(table, args.format), end="")
+    return 0
+
+
+def _compare(args) -> int:
+    from .reports.comparison import compare
+    methods = registry.select(args.methods, registry.methods(), "method")
+    comparison = compare(_records(args.results), args.results, args.dataset, methods, args.metric, args.scale,
+                         args.rounds, args.seed, parse_settings(args.set, methods))
+    print(comparison.as_json() if args.json else comparison.describe())
     return 0
 
 

@@ -32,6 +32,7 @@ class Entry:
     value: float | None = None
     text: str = ""
     mark: str = ""  # "best", "second" or ""
+    same_as_best: bool = False  # not significantly different from the row's best (comparison.mark_significance)
 
 
 @dataclass
@@ -40,6 +41,8 @@ class Row:
     metric: str  # "CMC@1", "mAP", "time", "CMC@1 paper", "CMC@1 diff", ...
     entries: dict[str, Entry]
     notes: list[str] = field(default_factory=list)  # the footnotes this row refers to
+    metric_key: str = ""  # a metric row of ours: "cmc1", "map", "cmc5"
+    records: dict[str, dict] = field(default_factory=dict)  # a metric row: each ok cell's record
 
 
 @dataclass
@@ -131,7 +134,8 @@ def _metric_row(label: str, metric: str, names: list[str], group: dict, notes: l
             value = round(record[metric], DIGITS)
             entries[name] = Entry(value, f"{value:.{DIGITS}f}")
     mark_best(entries)
-    return Row(label, METRIC_TITLES[metric], entries, [notes[n - 1] for n in dict.fromkeys(cited)])
+    ok = {name: _first(group[name]) for name in names if entries[name].value is not None}
+    return Row(label, METRIC_TITLES[metric], entries, [notes[n - 1] for n in dict.fromkeys(cited)], metric, ok)
 
 
 def mark_best(entries: dict[str, Entry]) -> None:
