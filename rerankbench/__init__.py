@@ -31,18 +31,21 @@ def load_dataset(name: str, scale: float = 0.1, seed: int = 0, dim: int = 2048, 
     return datasets()[chosen[0]].load(scale, seed, dim, with_train, cache_dir)
 
 
-def rerank(method_name: str, feature_set: FeatureSet, device: str = "cpu", **params) -> np.ndarray:
-    """The M x N query-to-gallery distances of a method on a feature set (device: cpu, cuda or auto)."""
+def rerank(method_name: str, feature_set: FeatureSet, device: str = "cpu", context: str = "all", **params) -> np.ndarray:
+    """The M x N query-to-gallery distances of a method on a feature set (device: cpu, cuda or auto;
+    context: all, the queries and gallery together, or gallery, each query against the gallery alone)."""
+    from .engine.contexts import check_context, in_context
     from .engine.distances import materialise
     from .engine.registry import method
     from .engine.shared import SharedSteps
     if not isinstance(method_name, str):
         raise TypeError(f"rerank: method_name must be a method's name (str), e.g. 'aqe', got {_described(method_name)}")
     _check_feature_set(feature_set, "rerank")
+    check_context(context)
     reranker = method(method_name, **params)
     shared = SharedSteps(feature_set, device)
     m, n = feature_set.num_query, feature_set.num_gallery
-    return materialise(reranker.rerank(shared), np.arange(m), np.arange(m, m + n))
+    return materialise(in_context(reranker, shared, context), np.arange(m), np.arange(m, m + n))
 
 
 def evaluate(distances: np.ndarray, feature_set: FeatureSet) -> dict:

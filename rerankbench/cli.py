@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .acp.training import TrainingSettings
 from .engine import registry
+from .engine.contexts import CONTEXTS
 from .features.extraction import Extraction
 from .features.trials import PROTOCOLS
 from .harness.loading import DataRequest, features_file_name
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--scale", type=float, help="the twins' scale, where the test set was run at several")
     compare.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",
                          help="compare the record with these parameters set (default: the method's defaults)")
+    compare.add_argument("--context", choices=CONTEXTS, default="all", help="the records of this context (default all)")
     compare.add_argument("--rounds", type=int, default=10_000, help="rounds of each test (default and least 10,000)")
     compare.add_argument("--seed", type=int, default=0, help="seed of the tests' random numbers")
     compare.add_argument("--json", action="store_true", help="print one JSON object instead")
@@ -174,6 +176,9 @@ def _run_options(parser, methods: str) -> None:
                         "(keys qf, gf, q_ids, g_ids[, q_cams, g_cams] or pytorch_result.mat's query_f, gallery_f, ...)")
     parser.add_argument("--data-root", metavar="DIR", help="run on the real datasets in DIR (needs --checkpoint)")
     parser.add_argument("--protocol", choices=PROTOCOLS, help="evaluation protocol (default: the dataset's own)")
+    parser.add_argument("--context", choices=CONTEXTS, default="all", help="all: queries and gallery form X together "
+                        "(transductive, the paper's setting; default); gallery: each query re-ranked against the "
+                        "gallery alone, as if it arrived alone (inductive)")
     parser.add_argument("--trials", type=int, default=1, help="repetitions of each cell (timing)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dim", type=int, default=2048, help="feature dimension of the twins")
@@ -261,7 +266,7 @@ def _run(args) -> int:
     options = RunOptions(args.results, args.scale, args.seed, args.dim, args.device, args.threads, args.time_limit,
                          args.memory_limit, args.force, args.features, args.protocol, not args.no_progress,
                          args.command_line, args.data_root, _extraction(args), args.executor, args.address,
-                         args.cpus_per_cell, args.skip_failed)
+                         args.cpus_per_cell, args.skip_failed, args.context)
     try:
         records = run_benchmark(dataset_names, cells, options, args.trials)
     except KeyboardInterrupt:
@@ -338,7 +343,7 @@ def _compare(args) -> int:
     from .reports.comparison import compare
     methods = registry.select(args.methods, registry.methods(), "method")
     comparison = compare(_records(args.results), args.results, args.dataset, methods, args.metric, args.scale,
-                         args.rounds, args.seed, parse_settings(args.set, methods))
+                         args.rounds, args.seed, parse_settings(args.set, methods), args.context)
     print(comparison.as_json() if args.json else comparison.describe())
     return 0
 

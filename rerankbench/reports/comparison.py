@@ -4,7 +4,7 @@ difference of the metric, first method minus second. `table --significance` runs
 between each cell of a Table V row and the row's best, Holm-corrected across the row.
 
 The records compared are the newest of each cell (harness/frame.py) at the methods' default
-parameters (or the ones --set names), trial 0, ok; both on one feature set (name a scale when the test set was run at
+parameters (or the ones --set names), trial 0, ok, in one context (--context, default all); both on one feature set (name a scale when the test set was run at
 several), their per-query results read and checked from the results folder. VehicleID's queries
 are paired within each draw.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine.contexts import ALL, check_context
 from ..engine.registry import method
 from ..evaluation.significance import ROUNDS, bootstrap_interval, holm, permutation_test
 from ..harness.frame import newest, records_frame
@@ -39,6 +40,7 @@ class Comparison:
     rounds: int
     seed: int
     queries: int
+    context: str
     label: str  # the test set as the tables name it
     shown: tuple[str, str]  # the methods, with the parameters that were set
 
@@ -68,17 +70,17 @@ def default_metric(record: dict) -> str:
 
 def compare(records: list[dict], results: str | Path, dataset: str, methods: list[str], metric: str | None = None,
             scale: float | None = None, rounds: int = ROUNDS, seed: int = 0,
-            settings: dict[str, dict] | None = None) -> Comparison:
-    """The paired tests of `methods` (two) on `dataset`, from the records of `results`; each
-    method's record is the one at its default parameters, or with exactly the parameters
-    `settings` names for it ({method: {parameter: value}}, as --set gives them)."""
+            settings: dict[str, dict] | None = None, context: str = ALL) -> Comparison:
+    """The paired tests of `methods` (two) on `dataset` in `context`, from the records of
+    `results`; each method's record is the one at its default parameters, or with exactly the
+    parameters `settings` names for it ({method: {parameter: value}}, as --set gives them)."""
     if len(methods) != 2 or methods[0] == methods[1]:
         raise ValueError(f"--methods: name two different methods, got {','.join(methods)}")
     if metric is not None and metric not in METRICS:
         raise ValueError(f"--metric: choose one of {', '.join(METRICS)}, got {metric!r}")
     if rounds < ROUNDS:
         raise ValueError(f"--rounds must be at least {ROUNDS:,}, got {rounds:,}")
-    chosen = _chosen(records, dataset, methods, scale, settings or {})
+    chosen = _chosen(records, dataset, methods, scale, settings or {}, check_context(context))
     first, second = (chosen[name] for name in methods)
     metric = metric or default_metric(first)
     a, b = (read(results, record) for record in (first, second))
@@ -93,23 +95,24 @@ def compare(records: list[dict], results: str | Path, dataset: str, methods: lis
     return Comparison(dataset, (methods[0], methods[1]), metric, float((weights * (values_a - values_b)).sum()),
                       (float((weights * values_a).sum()), float((weights * values_b).sum())),
                       permutation_test((weights * (values_a - values_b))[counted], rounds, seed), low, high, rounds,
-                      seed, int(counted.sum()), dataset_label(first, several=scale is not None),
+                      seed, int(counted.sum()), context, dataset_label(first, several=scale is not None),
                       tuple(_shown(record) for record in (first, second)))
 
 
 def _chosen(records: list[dict], dataset: str, methods: list[str], scale: float | None,
-            settings: dict[str, dict]) -> dict[str, dict]:
-    """{method: its newest ok record of trial 0 with the parameters set in `settings` (none: the
-    defaults) on one feature set of `dataset`}."""
+            settings: dict[str, dict], context: str) -> dict[str, dict]:
+    """{method: its newest ok record of trial 0 in `context` with the parameters set in `settings`
+    (none: the defaults) on one feature set of `dataset`}."""
     wanted = {name: _overrides(name, settings.get(name, {})) for name in methods}
     frame = newest(records_frame(records))
     chosen = frame["record"].map(lambda r: r.get("overrides", {}) == wanted.get(r["method"]))
     at_scale = frame["record"].map(lambda record: scale is None or _scale(record) == scale)
     frame = frame[(frame["dataset"] == dataset) & frame["method"].isin(methods) & (frame["status"] == "ok")
-                  & (frame["trial"] == 0) & chosen & at_scale]
+                  & (frame["trial"] == 0) & (frame["context"] == context) & chosen & at_scale]
     missing = [name for name in methods if name not in set(frame["method"])]
     if missing:
-        where = f" at scale {scale:g}" if scale is not None else ""
+        where = (f" at scale {scale:g}" if scale is not None else "") + (f" in the context {context}"
+                                                                         if context != ALL else "")
         which = "; ".join(f"{name} at {', '.join(f'{k}={v}' for k, v in wanted[name].items()) or 'default parameters'}"
                           for name in missing)
         raise ValueError(f"no ok record of {which} on {dataset}{where}")

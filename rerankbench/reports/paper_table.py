@@ -9,7 +9,8 @@ DataFrame (harness/frame.py); with several trials the metrics are the first tria
 time the median. The best and
 second-best value of each metric row are marked (ties at the printed precision share a mark;
 second-best is the next distinct value). A failed cell is "-" with its reason in a note; a
-cell that was never run is empty. With `with_paper`, each metric and time row is followed by
+cell that was never run is empty. Records of the gallery context (--context gallery) get rows of
+their own, labelled so. With `with_paper`, each metric and time row is followed by
 the paper's number (`data/paper_table5.csv`) and, for metrics, our difference from it.
 """
 from __future__ import annotations
@@ -18,7 +19,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ..engine.contexts import ALL, CONTEXTS, GALLERY
 from ..engine.registry import DATASET_ORDER, METHOD_ORDER, datasets, methods, rank_in
+from ..harness.store import context_of
 from ..harness.frame import newest, records_frame
 from .paper import paper_table5
 
@@ -62,14 +65,14 @@ def build_table(records: list[dict], with_paper: bool = False) -> PaperTable:
     names = sorted(cells["method"].unique(), key=lambda name: rank_in(METHOD_ORDER, name))
     known = methods()
     titles = {name: (known[name].title or name) if name in known else name for name in names}
-    test_sets = dict(list(cells.groupby(["dataset", "fingerprint"], sort=False)))
-    keys = sorted(test_sets, key=lambda k: (rank_in(DATASET_ORDER, k[0]), k[1]))
+    test_sets = dict(list(cells.groupby(["dataset", "fingerprint", "context"], sort=False)))
+    keys = sorted(test_sets, key=lambda k: (rank_in(DATASET_ORDER, k[0]), k[1], CONTEXTS.index(k[2])))
     notes: list[str] = []
     rows: list[Row] = []
     for key in keys:
         group = {method: trials for method, trials in test_sets[key].groupby("method", sort=False)}
         first = _first(next(iter(group.values())))
-        label = dataset_label(first, several=sum(k[0] == key[0] for k in keys) > 1)
+        label = dataset_label(first, several=len({k[1] for k in keys if k[0] == key[0]}) > 1)
         shared = _shared_seconds(first)
         if shared is not None:
             notes.append(f"{label}: shared steps (exact kNN graph, query-gallery distances) {shared:.1f} s, "
@@ -87,7 +90,8 @@ def build_table(records: list[dict], with_paper: bool = False) -> PaperTable:
         rows.append(_time_row(label, names, group))
         if with_paper:
             rows.append(_paper_time_row(label, key[0], names))
-    chosen = [_first(trials) for _, trials in cells.groupby(["dataset", "fingerprint", "method"], sort=False)]
+    by_cell = cells.groupby(["dataset", "fingerprint", "context", "method"], sort=False)
+    chosen = [_first(trials) for _, trials in by_cell]
     return PaperTable(names, titles, rows, _caption(chosen, with_paper), notes)
 
 
@@ -103,12 +107,17 @@ def _first(trials: pd.DataFrame) -> dict:
 
 
 def dataset_label(record: dict, several: bool) -> str:
-    """"MSMT17 (twin)", "VERI-Wild (small, twin)"; the scale is added when it is not 1 or when one test set comes at several."""
+    """"MSMT17 (twin)", "VERI-Wild (small, twin)"; the scale is added when it is not 1 or when one
+    test set comes at several; "gallery context" where each query was re-ranked against the gallery alone."""
     registered = datasets().get(record["dataset"])
     label = registered.title if registered and record.get("synthetic") else record["dataset"]
+    tags = []
     if record.get("synthetic"):
         scale = record.get("dataset_info", {}).get("source_scale", 1.0)
-        tag = f"twin, scale {scale:g}" if scale != 1.0 or several else "twin"
+        tags.append(f"twin, scale {scale:g}" if scale != 1.0 or several else "twin")
+    if context_of(record) != ALL:
+        tags.append(f"{context_of(record)} context")
+    for tag in tags:
         label = label[:-1] + f", {tag})" if label.endswith(")") else label + f" ({tag})"
     return label
 
@@ -183,9 +192,11 @@ def _paper_time_row(label: str, dataset: str, names: list[str]) -> Row:
 
 
 def _shared_seconds(record: dict) -> float | None:
+    """The kNN graph's and the distances' seconds (in the gallery context, each gallery's graph too)."""
     steps = (record.get("shared") or {}).get("steps", {})
+    galleries = [sub.get("knn_graph") for sub in steps.values() if isinstance(sub, dict) and "gallery" in sub]
     seconds = [step["seconds"] for name, step in steps.items() if name in ("knn_graph", "distances")
-               and isinstance(step, dict) and "seconds" in step]
+               and isinstance(step, dict) and "seconds" in step] + [step["seconds"] for step in galleries if step]
     return sum(seconds) if seconds else None
 
 
@@ -197,6 +208,9 @@ def _caption(records: list[dict], with_paper: bool) -> str:
     if any(r.get("synthetic") for r in records):
         text += (" Rows marked (twin) are synthetic twins of the datasets, not the released data: their numbers "
                  "show how the methods behave, not what they score on the real images.")
+    if any(context_of(r) == GALLERY for r in records):
+        text += (" Rows marked 'gallery context' re-rank each query against the gallery alone, as if it arrived "
+                 "alone (inductive); the others re-rank the queries and the gallery together (transductive).")
     if with_paper:
         text += " 'paper': the paper's Table V; 'diff': ours minus the paper's."
     return text

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..engine.contexts import ALL, CONTEXTS
 from ..engine.registry import DATASET_ORDER, METHOD_ORDER, methods, rank_in
 from ..harness.frame import newest, records_frame
 from .paper_table import METRIC_TITLES, Entry, dataset_label, mark_best
@@ -44,10 +45,11 @@ class SweepFigure:
     metrics: tuple[str, ...]
     curves: list[Curve]
     baseline: dict | None  # the baseline's record on the same test set
+    context: str = ALL
 
     @property
     def stem(self) -> str:
-        return f"{self.dataset}-{self.param}"
+        return f"{self.dataset}-{self.param}" if self.context == ALL else f"{self.dataset}-{self.context}-{self.param}"
 
 
 def sweep_figures(records: list[dict]) -> list[SweepFigure]:
@@ -59,27 +61,27 @@ def sweep_figures(records: list[dict]) -> list[SweepFigure]:
     ok = ok[(ok["status"] == "ok") & (ok["trial"] == 0)]
     baselines = {dataset_key(r): r for r in ok["record"] if r["method"] == "baseline" and not r.get("overrides")}
     figures: dict[tuple, SweepFigure] = {}
-    curves = points.groupby(["dataset_rank", "dataset", "fingerprint", "param", "method_rank", "method", "rest"],
-                            sort=True)
-    for (_, dataset, fingerprint, param, _, method, rest), group in curves:
+    curves = points.groupby(["dataset_rank", "dataset", "fingerprint", "context_rank", "context", "param",
+                             "method_rank", "method", "rest"], sort=True)
+    for (_, dataset, fingerprint, _, context, param, _, method, rest), group in curves:
         if group["value"].nunique() < 2:
             continue
-        key = (dataset, fingerprint, param)
+        key = (dataset, fingerprint, context, param)
         curve = Curve(method, rest, dict(zip(group["value"], group["record"])))
         if key not in figures:
             first = group["record"].iloc[0]
             metrics = ("cmc1", "cmc5") if first["dataset_info"].get("protocol") == "vehicleid" else ("cmc1", "map")
             figures[key] = SweepFigure(dataset, dataset_label(first, several=False), param,
                                        metrics[1:] if param in SECOND_METRIC_ONLY else metrics, [],
-                                       baselines.get((dataset, fingerprint)))
+                                       baselines.get((dataset, fingerprint, context)), context)
         figures[key].curves.append(curve)
     return list(figures.values())
 
 
 def _sweep_points(records: list[dict]) -> pd.DataFrame:
     """One row for each numeric parameter set in each newest ok record of trial 0 (a point of the
-    sweep over it): test set, fingerprint, the parameter's paper name, method, the other parameters
-    that were set (`rest`), the value and the record."""
+    sweep over it): test set, fingerprint, context, the parameter's paper name, method, the other
+    parameters that were set (`rest`), the value and the record."""
     ok = newest(records_frame(records))
     ok = ok[(ok["status"] == "ok") & (ok["trial"] == 0)]
     rows = []
@@ -89,8 +91,10 @@ def _sweep_points(records: list[dict]) -> pd.DataFrame:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue  # a switch (ACP's ablation) or a choice: no axis to plot along
             rest = tuple(sorted((k, str(v)) for k, v in overrides.items() if k != param))
-            rows.append({"dataset_rank": rank_in(DATASET_ORDER, record["dataset"])[0], "dataset": record["dataset"],
-                         "fingerprint": dataset_key(record)[1], "param": _paper_name(record["method"], param),
+            dataset, fingerprint, context = dataset_key(record)
+            rows.append({"dataset_rank": rank_in(DATASET_ORDER, dataset)[0], "dataset": dataset,
+                         "fingerprint": fingerprint, "context_rank": CONTEXTS.index(context), "context": context,
+                         "param": _paper_name(record["method"], param),
                          "method_rank": rank_in(METHOD_ORDER, record["method"])[0], "method": record["method"],
                          "rest": rest, "value": value, "record": record})
     frame = pd.DataFrame(rows)

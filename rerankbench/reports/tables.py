@@ -1,13 +1,15 @@
 """Tables generated from the stored records, never edited by hand."""
 from __future__ import annotations
 
+from ..engine.contexts import ALL
 from ..engine.registry import methods
 from ..harness.frame import newest, records_frame
+from ..harness.store import context_of
 
 
-def dataset_key(record: dict) -> tuple[str, str]:
-    """The feature set a record belongs to: (test set, fingerprint of its features)."""
-    return record["dataset"], record.get("dataset_info", {}).get("fingerprint", "")
+def dataset_key(record: dict) -> tuple[str, str, str]:
+    """The setting a record belongs to: (test set, fingerprint of its features, context)."""
+    return record["dataset"], record.get("dataset_info", {}).get("fingerprint", ""), context_of(record)
 
 
 def latest(records: list[dict]) -> list[dict]:
@@ -22,7 +24,8 @@ def markdown_table(records: list[dict]) -> str:
     synthetic = False
     for r in latest(records):
         synthetic |= bool(r.get("synthetic"))
-        name = r["dataset"] + (" (twin)" if r.get("synthetic") else "")
+        tags = ["twin"] * bool(r.get("synthetic")) + [f"{context_of(r)} context"] * (context_of(r) != ALL)
+        name = r["dataset"] + (f" ({', '.join(tags)})" if tags else "")
         cls = methods().get(r["method"])
         shown = cls.brief(r["params"], r.get("overrides") or {}) if cls else r["params"]
         params = ", ".join(f"{k}={v}" for k, v in shown.items()) or "-"
@@ -35,6 +38,8 @@ def markdown_table(records: list[dict]) -> str:
     lines = ["| " + " | ".join(row) + " |" for row in rows]
     if synthetic:
         lines.append("\n(twin): synthetic twin of the dataset, not the released data.")
+    if any(context_of(r) != ALL for r in records):
+        lines.append("gallery context: each query re-ranked against the gallery alone (inductive).")
     return "\n".join(lines)
 
 
