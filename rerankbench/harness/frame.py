@@ -59,7 +59,7 @@ def newest(frame: pd.DataFrame) -> pd.DataFrame:
         "params_text": [str(record["params"]) for record in last["record"]],
     }, index=last.index)
     ordered = pd.concat([last, keys], axis=1).sort_values(ORDER, kind="stable")
-    return ordered.drop(columns=[*keys.columns, "first_seen"])
+    return ordered.drop(columns=[*keys.columns, "first_seen"]).copy()  # consolidated: columns may be added
 
 
 def load_records(results: str | Path) -> pd.DataFrame:

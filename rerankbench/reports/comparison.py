@@ -20,7 +20,7 @@ from ..engine.contexts import ALL, check_context
 from ..engine.registry import method
 from ..evaluation.significance import ROUNDS, bootstrap_interval, holm, permutation_test
 from ..harness.frame import newest, records_frame
-from ..harness.per_query_files import read
+from ..harness.per_query_files import PerQueryUnavailable, read
 from .paper_table import METRIC_TITLES, PaperTable, dataset_label
 
 METRICS = ("map", "cmc1", "cmc5")
@@ -83,20 +83,38 @@ def compare(records: list[dict], results: str | Path, dataset: str, methods: lis
     chosen = _chosen(records, dataset, methods, scale, settings or {}, check_context(context))
     first, second = (chosen[name] for name in methods)
     metric = metric or default_metric(first)
+    test = paired(first, second, results, metric, rounds, seed)
+    return Comparison(dataset, (methods[0], methods[1]), metric, test.difference, test.means, test.p_value,
+                      test.ci_low, test.ci_high, rounds, seed, test.queries, context,
+                      dataset_label(first, several=scale is not None), tuple(_shown(r) for r in (first, second)))
+
+
+@dataclass(frozen=True)
+class Paired:
+    difference: float  # metric(first) - metric(second), percent
+    means: tuple[float, float]
+    p_value: float
+    ci_low: float | None
+    ci_high: float | None
+    queries: int
+
+
+def paired(first: dict, second: dict, results: str | Path, metric: str, rounds: int = ROUNDS, seed: int = 0,
+           interval: bool = True) -> Paired:
+    """The paired randomisation test (and, with `interval`, the bootstrap interval) of two records
+    of one feature set, from their per-query results in `results` (PerQueryUnavailable without)."""
     a, b = (read(results, record) for record in (first, second))
     if not (np.array_equal(a.draw, b.draw) and np.array_equal(a.query_row, b.query_row)):
-        raise ValueError(f"{first['method']} and {second['method']} on {dataset} did not score the same queries")
+        raise ValueError(f"{_shown(first)} and {_shown(second)} on {first['dataset']} did not score the same queries")
     official = _protocol(first) == "market-official"
     counted, values_a = a.metric_terms(metric, official)
     _, values_b = b.metric_terms(metric, official)
     weights = a.weights(counted)
-    differences = (values_a - values_b)[counted]
-    low, high = bootstrap_interval(differences, a.draw[counted], rounds, seed)
-    return Comparison(dataset, (methods[0], methods[1]), metric, float((weights * (values_a - values_b)).sum()),
-                      (float((weights * values_a).sum()), float((weights * values_b).sum())),
-                      permutation_test((weights * (values_a - values_b))[counted], rounds, seed), low, high, rounds,
-                      seed, int(counted.sum()), context, dataset_label(first, several=scale is not None),
-                      tuple(_shown(record) for record in (first, second)))
+    weighted = weights * (values_a - values_b)
+    low, high = bootstrap_interval((values_a - values_b)[counted], a.draw[counted], rounds, seed) if interval else \
+        (None, None)
+    return Paired(float(weighted.sum()), (float((weights * values_a).sum()), float((weights * values_b).sum())),
+                  permutation_test(weighted[counted], rounds, seed), low, high, int(counted.sum()))
 
 
 def _chosen(records: list[dict], dataset: str, methods: list[str], scale: float | None,
@@ -137,27 +155,16 @@ def _overrides(name: str, values: dict) -> dict:
 def row_significance(records: dict[str, dict], best: str, metric: str, results: str | Path,
                      rounds: int = ROUNDS, seed: int = 0) -> tuple[dict[str, float], list[str]]:
     """For one Table V row ({method: record}, all on one feature set): each other method's
-    Holm-adjusted p-value against the row's best method, and the methods that could not be tested
-    (no per-query results: records from before they were kept, or a damaged file), with why."""
-    official = _protocol(records[best]) == "market-official"
-    try:
-        reference = read(results, records[best])
-    except ValueError as error:
-        return {}, [str(error)]
-    counted, best_values = reference.metric_terms(metric, official)
-    weights = reference.weights(counted)
+    Holm-adjusted p-value against the row's best method, and why the methods that could not be
+    tested could not (no per-query results: records from before they were kept, or a damaged file)."""
     p_values, untested = {}, []
     for method, record in records.items():
-        if method == best:
-            continue
-        try:
-            scores = read(results, record)
-        except ValueError as error:
-            untested.append(str(error))
-            continue
-        _, values = scores.metric_terms(metric, official)
-        p_values[method] = permutation_test((weights * (values - best_values))[counted], rounds, seed)
-    return dict(zip(p_values, holm(list(p_values.values())))), untested
+        if method != best:
+            try:
+                p_values[method] = paired(record, records[best], results, metric, rounds, seed, False).p_value
+            except PerQueryUnavailable as error:
+                untested.append(str(error))
+    return dict(zip(p_values, holm(list(p_values.values())))), list(dict.fromkeys(untested))
 
 
 def _shown(record: dict) -> str:

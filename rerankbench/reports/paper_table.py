@@ -63,8 +63,7 @@ def build_table(records: list[dict], with_paper: bool = False) -> PaperTable:
     if cells.empty:
         raise ValueError("no records at the methods' default parameters to make a table from")
     names = sorted(cells["method"].unique(), key=lambda name: rank_in(METHOD_ORDER, name))
-    known = methods()
-    titles = {name: (known[name].title or name) if name in known else name for name in names}
+    titles = {name: title_of(name) for name in names}
     test_sets = dict(list(cells.groupby(["dataset", "fingerprint", "context"], sort=False)))
     keys = sorted(test_sets, key=lambda k: (rank_in(DATASET_ORDER, k[0]), k[1], CONTEXTS.index(k[2])))
     notes: list[str] = []
@@ -93,6 +92,12 @@ def build_table(records: list[dict], with_paper: bool = False) -> PaperTable:
     by_cell = cells.groupby(["dataset", "fingerprint", "context", "method"], sort=False)
     chosen = [_first(trials) for _, trials in by_cell]
     return PaperTable(names, titles, rows, _caption(chosen, with_paper), notes)
+
+
+def title_of(method: str) -> str:
+    """A method's title as the paper's tables print it ("αQE"), or its name where it has none."""
+    cls = methods().get(method)
+    return (cls.title or method) if cls else method
 
 
 def _default_cells(records: list[dict]) -> pd.DataFrame:

@@ -16,7 +16,8 @@ import pandas as pd
 from ..engine.contexts import ALL, CONTEXTS
 from ..engine.registry import DATASET_ORDER, METHOD_ORDER, methods, rank_in
 from ..harness.frame import newest, records_frame
-from .paper_table import METRIC_TITLES, Entry, dataset_label, mark_best
+from .figure_files import pyplot, save
+from .paper_table import METRIC_TITLES, Entry, dataset_label, mark_best, title_of
 from .tables import dataset_key
 
 SECOND_METRIC_ONLY = {"k2"}  # Fig. 12 shows mAP only; the other sweeps CMC@1 and mAP (CMC@5 on VehicleID)
@@ -32,9 +33,7 @@ class Curve:
     @property
     def label(self) -> str:
         """The method's title, with what was held fixed: "k-reciprocal (k1=32)"."""
-        cls = methods().get(self.method)
-        title = (cls.title or self.method) if cls else self.method
-        return title + (f" ({', '.join(f'{k}={v}' for k, v in self.fixed)})" if self.fixed else "")
+        return title_of(self.method) + (f" ({', '.join(f'{k}={v}' for k, v in self.fixed)})" if self.fixed else "")
 
 
 @dataclass
@@ -118,13 +117,7 @@ def draw_sweeps(records: list[dict], folder: str | Path) -> list[Path]:
 
 def draw(figure: SweepFigure, folder: str | Path) -> list[Path]:
     """Write `<dataset>-<param>.png` and `.pdf` into `folder`; returns their paths."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, len(figure.metrics), figsize=(5.2 * len(figure.metrics), 4.0), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(figure.metrics), figsize=(5.2 * len(figure.metrics), 4.0), squeeze=False)
     for axis, metric in zip(axes[0], figure.metrics):
         for number, curve in enumerate(figure.curves):
             marker, style = LINES[number % len(LINES)]
@@ -140,11 +133,7 @@ def draw(figure: SweepFigure, folder: str | Path) -> list[Path]:
         axis.legend(fontsize=8)
     fig.suptitle(f"Performance versus {figure.param} on {figure.label}", fontsize=11)
     fig.tight_layout()
-    paths = [folder / f"{figure.stem}.{suffix}" for suffix in ("png", "pdf")]
-    for path in paths:  # no creation date: the same records give the same files
-        fig.savefig(path, dpi=150, metadata={"CreationDate": None} if path.suffix == ".pdf" else None)
-    plt.close(fig)
-    return paths
+    return save(fig, folder, figure.stem)
 
 
 def peak_table(figure: SweepFigure, metric: str) -> str:

@@ -9,6 +9,10 @@ committed set such as `results/default_run/`). For each set this writes:
   `<dataset>-<param>.md` showing the figure and the table of peak values under it;
 - `tables/acp-ablation-<dataset>.md` (Table VII) and `tables/acp-<param>-<dataset>.md` (Tables
   VIII-X) for every ACP ablation and architecture sweep in the set;
+- `figures/<dataset>-pareto.{png,pdf,md}`: accuracy against re-ranking time and peak RSS, every
+  method and sweep point, with the Pareto front (pareto.py);
+- `tables/contexts.md` and `figures/contexts.{png,pdf}` where methods ran in both contexts
+  (context_comparison.py);
 - `time_memory.md`: each method's time and peak RSS on each test set, and the shared steps.
 
 Nothing here is edited by hand; `export` copies chosen records, with their per-query files, into a new set.
@@ -22,7 +26,10 @@ from ..harness.frame import per_query_table, records_frame
 from ..harness.per_query_files import copy_files
 from ..harness.store import RECORDS, ResultsStore
 from .ablation_tables import ablation_tables
+from .context_comparison import STEM as CONTEXTS_STEM
+from .context_comparison import context_sets, context_table, draw_contexts
 from .paper_table import METRIC_TITLES, build_table
+from .pareto import COSTS, draw_pareto, front_table, pareto_figures
 from .plots import draw, peak_table, sweep_figures
 from .table_formats import FORMATS, SUFFIXES
 from .tables import latest
@@ -69,6 +76,16 @@ def regenerate_set(folder: str | Path) -> list[Path]:
                             f"![{figure.stem}]({paths[0].name}) ([PDF]({paths[1].name}))", *peaks]) + "\n" + _commands(
             [record for curve in figure.curves for record in curve.points.values()] + [figure.baseline or {}])
         written += [*paths, _write(folder / "figures" / f"{figure.stem}.md", text)]
+    for figure in pareto_figures(records):
+        paths = draw_pareto(figure, folder / "figures")
+        fronts = [f"Pareto front, {title}:\n\n{front_table(figure, cost)}" for cost, title in COSTS.items()]
+        text = "\n\n".join([f"# Accuracy against cost on {figure.label}",
+                             f"![{figure.stem}]({paths[0].name}) ([PDF]({paths[1].name}))", *fronts]) + "\n" + commands
+        written += [*paths, _write(folder / "figures" / f"{figure.stem}.md", text)]
+    sets = context_sets(records)
+    if sets:
+        written += draw_contexts(sets, folder / "figures")
+        written.append(_write(folder / "tables" / f"{CONTEXTS_STEM}.md", context_table(sets, folder) + commands))
     if records:
         written.append(_write(folder / "time_memory.md", time_memory_report(records) + commands))
     return written
