@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     _results_option(plot)
 
     report = commands.add_parser("report", help="regenerate every table and plot under the results folder")
+    report.add_argument("--html", action="store_true", help="also report.html in each record set: one self-contained "
+                        "page with Table V, the significance marks, the figures and the provenance")
     _results_option(report)
 
     export = commands.add_parser("export", help="copy chosen records into a new record set folder, and report on it")
@@ -356,7 +358,7 @@ def _plot(args) -> int:
 
 def _report(args) -> int:
     from .reports.report import regenerate
-    written = regenerate(args.results)
+    written = regenerate(args.results, args.html)
     if not written:
         raise ValueError(f"no records under {args.results}/")
     print("\n".join(map(str, written)))

@@ -184,7 +184,12 @@ def _scale(record: dict) -> float:
 
 def mark_significance(table: PaperTable, results: str | Path, rounds: int = ROUNDS, seed: int = 0) -> PaperTable:
     """Mark the cells of each metric row of Table V that are not significantly different from the
-    row's best (Holm-adjusted p >= 0.05), as ranx does; say in a note which could not be tested."""
+    row's best (Holm-adjusted p >= 0.05), as ranx does; say in a note which could not be tested
+    (and in the caption alone when no record of the table has per-query results)."""
+    if not any(record.get("per_query") for row in table.rows for record in row.records.values()):
+        table.caption += (" Significance is not marked: these records have no per-query results (they were "
+                          "written before the results of each query were kept).")
+        return table
     untested_notes = []
     for row in table.rows:
         best = next((name for name in table.methods if row.entries[name].mark == "best" and name in row.records), None)

@@ -54,26 +54,36 @@ def context_sets(records: list[dict]) -> list[ContextSet]:
     return sets
 
 
+def context_rows(test_set: ContextSet, results: str | Path) -> list[dict]:
+    """Each method of one test set in both contexts: its metrics, the difference (gallery minus
+    all) of the main one with its paired test ("-" without per-query results), the times."""
+    main, other = _main_metric(test_set), next(m for m in test_set.metrics if m != _main_metric(test_set))
+    first, second = METRIC_TITLES[main], METRIC_TITLES[other]
+    rows = []
+    for name, (everything, alone) in test_set.pairs.items():
+        try:
+            p_value = f"{paired(alone, everything, results, main, interval=False).p_value:.4g}"
+        except PerQueryUnavailable:
+            p_value = "-"
+        rows.append({"method": title_of(name), f"{first} all": f"{everything[main]:.2f}",
+                     f"{first} gallery": f"{alone[main]:.2f}", "diff": f"{alone[main] - everything[main]:+.2f}",
+                     "p": p_value, f"{second} all": f"{everything[other]:.2f}", f"{second} gallery": f"{alone[other]:.2f}",
+                     "time all": duration(everything["wall_s"]), "time gallery": duration(alone["wall_s"])})
+    return rows
+
+
+INTRODUCTION = ("all: the queries and the gallery form X together; gallery: each query re-ranked against the gallery "
+                "alone, as if it arrived alone. Diff: gallery minus all, with the p-value of a paired randomisation "
+                "test over the same queries (10,000 rounds; '-' without per-query results). Time: the re-ranking.")
+
+
 def context_table(sets: list[ContextSet], results: str | Path) -> str:
     """The Markdown page of every test set's methods in both contexts."""
-    lines = ["# Transductive (context all) against inductive (context gallery)", "",
-             "all: the queries and the gallery form X together; gallery: each query re-ranked against the gallery "
-             "alone, as if it arrived alone. Diff: gallery minus all, with the p-value of a paired randomisation "
-             "test over the same queries (10,000 rounds; '-' without per-query results). Time: the re-ranking."]
+    lines = ["# Transductive (context all) against inductive (context gallery)", "", INTRODUCTION]
     for test_set in sets:
-        main, other = _main_metric(test_set), next(m for m in test_set.metrics if m != _main_metric(test_set))
-        first, second = METRIC_TITLES[main], METRIC_TITLES[other]
-        lines += ["", f"## {test_set.label}", "",
-                  f"| method | {first} all | {first} gallery | diff | p | {second} all | {second} gallery | "
-                  "time all | time gallery |", "|" + " --- |" * 9]
-        for name, (everything, alone) in test_set.pairs.items():
-            try:
-                p_value = f"{paired(alone, everything, results, main, interval=False).p_value:.4g}"
-            except PerQueryUnavailable:
-                p_value = "-"
-            lines.append(f"| {title_of(name)} | {everything[main]:.2f} | {alone[main]:.2f} | "
-                         f"{alone[main] - everything[main]:+.2f} | {p_value} | {everything[other]:.2f} | "
-                         f"{alone[other]:.2f} | {duration(everything['wall_s'])} | {duration(alone['wall_s'])} |")
+        rows = context_rows(test_set, results)
+        lines += ["", f"## {test_set.label}", "", "| " + " | ".join(rows[0]) + " |", "|" + " --- |" * len(rows[0])]
+        lines += ["| " + " | ".join(row.values()) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 

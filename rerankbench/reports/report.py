@@ -13,7 +13,8 @@ committed set such as `results/default_run/`). For each set this writes:
   method and sweep point, with the Pareto front (pareto.py);
 - `tables/contexts.md` and `figures/contexts.{png,pdf}` where methods ran in both contexts
   (context_comparison.py);
-- `time_memory.md`: each method's time and peak RSS on each test set, and the shared steps.
+- `time_memory.md`: each method's time and peak RSS on each test set, and the shared steps;
+- with `--html`, `report.html`: one self-contained page of all of it (html_page.py).
 
 Nothing here is edited by hand; `export` copies chosen records, with their per-query files, into a new set.
 """
@@ -28,6 +29,7 @@ from ..harness.store import RECORDS, ResultsStore
 from .ablation_tables import ablation_tables
 from .context_comparison import STEM as CONTEXTS_STEM
 from .context_comparison import context_sets, context_table, draw_contexts
+from .html_page import PAGE, html_page
 from .paper_table import METRIC_TITLES, build_table
 from .pareto import COSTS, draw_pareto, front_table, pareto_figures
 from .plots import draw, peak_table, sweep_figures
@@ -42,15 +44,16 @@ def record_sets(results: str | Path) -> list[Path]:
     return sorted(path.parent for path in results.rglob(RECORDS) if "cache" not in path.relative_to(results).parts)
 
 
-def regenerate(results: str | Path) -> list[Path]:
-    """Regenerate every record set under `results`; returns the files written."""
+def regenerate(results: str | Path, html: bool = False) -> list[Path]:
+    """Regenerate every record set under `results` (with `html`, each one's report.html too);
+    returns the files written."""
     written = []
     for folder in record_sets(results):
-        written += regenerate_set(folder)
+        written += regenerate_set(folder, html)
     return written
 
 
-def regenerate_set(folder: str | Path) -> list[Path]:
+def regenerate_set(folder: str | Path, html: bool = False) -> list[Path]:
     folder = Path(folder)
     records = ResultsStore(folder).results()
     written = []
@@ -88,6 +91,8 @@ def regenerate_set(folder: str | Path) -> list[Path]:
         written.append(_write(folder / "tables" / f"{CONTEXTS_STEM}.md", context_table(sets, folder) + commands))
     if records:
         written.append(_write(folder / "time_memory.md", time_memory_report(records) + commands))
+    if html and records:
+        written.append(_write(folder / PAGE, html_page(folder, records, [p for p in written if p.suffix == ".png"])))
     return written
 
 
