@@ -19,7 +19,7 @@ from ..engine.registry import DATASET_ORDER, METHOD_ORDER, rank_in
 from ..harness.frame import newest, records_frame
 from ..harness.per_query_files import PerQueryUnavailable
 from .comparison import paired
-from .figure_files import pyplot, save
+from .figure_files import dress, pyplot, save
 from .paper_table import METRIC_TITLES, dataset_label, duration, title_of
 
 STEM = "contexts"
@@ -105,11 +105,7 @@ def draw_contexts(sets: list[ContextSet], folder: str | Path) -> list[Path]:
             axis.bar(where + offset, [test_set.pairs[name][position][metric] for name in names], width=0.4,
                      color=colour, label=f"context {context}")
         axis.set_xticks(where, [title_of(name) for name in names], rotation=45, ha="right", fontsize=8)
-        axis.set_ylabel(f"{METRIC_TITLES[metric]} (%)")
-        axis.set_title(test_set.label, fontsize=10)
         axis.set_ylim(0, 115)  # room for the legend above the bars (percent: at most 100)
-        axis.grid(True, axis="y", alpha=0.3)
+        dress(axis, "", f"{METRIC_TITLES[metric]} (%)", test_set.label, grid="y")
         axis.legend(fontsize=8, loc="upper center", ncol=2)
-    fig.suptitle("Transductive (all) against inductive (gallery) re-ranking", fontsize=11)
-    fig.tight_layout()
-    return save(fig, folder, STEM)
+    return save(fig, folder, STEM, "Transductive (all) against inductive (gallery) re-ranking")

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..engine.contexts import ALL, CONTEXTS
 from ..engine.registry import DATASET_ORDER, METHOD_ORDER, rank_in
 from ..harness.frame import newest, records_frame
-from .figure_files import pyplot, save
+from .figure_files import dress, pyplot, save
 from .paper_table import METRIC_TITLES, dataset_label, duration, title_of
 from .plots import LINES
 
@@ -102,14 +102,9 @@ def draw_pareto(figure: ParetoFigure, folder: str | Path) -> list[Path]:
                   linewidth=1.1, linestyle="--", label="Pareto front")
         if cost == "wall_s":
             axis.set_xscale("log")
-        axis.set_xlabel(title + (" (s)" if cost == "wall_s" else ""))
-        axis.set_ylabel(f"{METRIC_TITLES[figure.metric]} (%)")
-        axis.set_title(f"{METRIC_TITLES[figure.metric]} (%) against {title}")
-        axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=7)
-    fig.suptitle(f"Accuracy against cost on {figure.label}", fontsize=11)
-    fig.tight_layout()
-    return save(fig, folder, figure.stem)
+        metric = f"{METRIC_TITLES[figure.metric]} (%)"
+        dress(axis, title + (" (s)" if cost == "wall_s" else ""), metric, f"{metric} against {title}", legend_size=7)
+    return save(fig, folder, figure.stem, f"Accuracy against cost on {figure.label}")
 
 
 def front_table(figure: ParetoFigure, cost: str) -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 from ..engine.contexts import ALL, CONTEXTS
 from ..engine.registry import DATASET_ORDER, METHOD_ORDER, methods, rank_in
 from ..harness.frame import newest, records_frame
-from .figure_files import pyplot, save
+from .figure_files import dress, pyplot, save
 from .paper_table import METRIC_TITLES, Entry, dataset_label, mark_best, title_of
 from .tables import dataset_key
 
@@ -126,14 +126,8 @@ def draw(figure: SweepFigure, folder: str | Path) -> list[Path]:
                       markersize=4, linewidth=1.4, markevery=max(1, len(values) // 12), label=curve.label)
         if figure.baseline is not None:
             axis.axhline(figure.baseline[metric], color="black", linestyle="--", linewidth=1.2, label="Baseline")
-        axis.set_xlabel(figure.param)
-        axis.set_ylabel(f"{METRIC_TITLES[metric]} (%)")
-        axis.set_title(f"{METRIC_TITLES[metric]} (%) wrt. {figure.param}")
-        axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=8)
-    fig.suptitle(f"Performance versus {figure.param} on {figure.label}", fontsize=11)
-    fig.tight_layout()
-    return save(fig, folder, figure.stem)
+        dress(axis, figure.param, f"{METRIC_TITLES[metric]} (%)", f"{METRIC_TITLES[metric]} (%) wrt. {figure.param}")
+    return save(fig, folder, figure.stem, f"Performance versus {figure.param} on {figure.label}")
 
 
 def peak_table(figure: SweepFigure, metric: str) -> str:
