@@ -19,6 +19,11 @@ over the preset. Training: `epochs` = 20 and `epoch_size` probes per epoch, "aut
 training image (the paper's epoch) on real data and 3,000 x scale on a twin (a budget for this
 2-core machine: the default run, ACP trained on six twins at scale 0.1, stays under 10 minutes,
 and ACP-Basic trains on the full MSMT17 twin in about 8); `seed` seeds it.
+
+Gallery context (--context gallery): the same model and eq. 1 over the gallery context's kNN
+graph: a gallery row's sequence is its k1 nearest gallery rows, a query's is itself, then its
+k1 - 1 nearest gallery rows, so x*_q is moved towards its gallery neighbours alone and no query
+sees another (the training on the train split is unchanged).
 """
 from __future__ import annotations
 

@@ -4,6 +4,9 @@ Retrieval with No Human Annotation", TPAMI 2018).
 x'_i = normalise( sum_{j in kNN(i, k)} max(x_i . x_j, 0)^alpha x_j ) for every row of X;
 negative similarities are clipped to 0 so that a non-integer alpha never gives NaN.
 Paper setting: k = N/C, alpha = 3. (fast-reid's `aqe` is this method.)
+
+Gallery context (--context gallery): a gallery row is expanded over its kNN among the gallery
+alone; a query q over kNN(q, k) = q itself (weight 1), then its k - 1 nearest gallery rows.
 """
 from rerankbench.engine.distances import FeatureDistances
 from rerankbench.engine.expansion import expand

@@ -5,6 +5,10 @@ combined baseline; see methods/alpha_qe.py and methods/k_reciprocal.py for the f
 The expanded features need a kNN graph and query-gallery distances of their own: they are
 shared steps of the expanded set (`SharedSteps.derived`), built before the method is timed,
 cached, and reused by every k1 / k2 / lambda of a sweep.
+
+Gallery context (--context gallery): alpha-QE's gallery context (the gallery expanded over the
+gallery alone, each query over itself and its nearest gallery rows), then k-reciprocal's gallery
+context on the expanded features (its kNN graph is the expanded gallery's own).
 """
 from rerankbench.engine.expansion import expand
 from rerankbench.engine.reranker import Reranker

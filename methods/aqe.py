@@ -3,6 +3,9 @@
 x'_i = normalise( mean_{j in kNN(i, k)} x_j ) for every row of X, query and gallery alike;
 distances are then recomputed on x'. Paper setting: k = N/C. Uniform weights let false
 matches pull the feature away, so AQE degrades fast as k grows (paper, Sec. IV-C).
+
+Gallery context (--context gallery): a gallery row is expanded over its kNN among the gallery
+alone; a query q over kNN(q, k) = q itself, then its k - 1 nearest gallery rows (never another query).
 """
 import torch
 

@@ -9,6 +9,10 @@ ECN(p,g) = mean of r(e, p) over e in E(g) and r(e, g) over e in E(p)
          = -(F_p . H_g + H_p . F_g) / (2 (t + t q)),  H_i = sum_{e in E(i)} F_e
 Where ECN(p, g) = 0 (no overlap), the cosine distance 1 - x_p . x_g is used (the authors' fix).
 Parameters k = 25, t = 3, q = 8. The reference returns gallery x query; this is query x gallery.
+
+Gallery context (--context gallery): a gallery row's ranking, F and E are the gallery's alone (a
+query is at no position in them: F_g[q] = 0). A query p ranks itself, then the gallery: F_p over
+that list, E(p) its t nearest gallery rows and their top-q in the gallery. ECN(p, g) as above.
 """
 import torch
 

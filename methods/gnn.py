@@ -13,7 +13,16 @@ used (VehicleID's defaults k1 = 4, k2 = 7 run and record k2 = 4). Parameters: k1
 paper's table (26 on Market in the reference), k2 = 7. A stays sparse; the reference's dense
 T x T adjacency and 32-bit CUDA indices limit it to T <= 46,340. layumi's copy mixes 0.3 of the
 original cosine into the result; that variant is not the canonical method.
+
+Gallery context (--context gallery): the gallery rows' A, at every step, is GNN's on the gallery
+alone. A query q is one more row that changes nothing of the gallery's: A[q] = 1 on kNN(q, k1)
+(q, then its k1 - 1 nearest gallery rows); the first A + A^T adds to A[q] a 1 at q and at each
+gallery row j that q would enter, d(q, j) <= the distance of the k1-th entry of j's list (ties
+to q), found from the shared query-gallery distances; the second adds A[q, q] (the gallery's
+rows hold no entry for q). A[q] <- sum_{j in kNN(q, k2)} s_qj^2 A[j] with the gallery's A[j] and
+q's own, normalised; no query sees another.
 """
+import numpy as np
 import torch
 
 from rerankbench.engine.contextual import OverlapDistances
@@ -36,19 +45,50 @@ class GnnReranking(Reranker):
     def neighbours_needed(self, fs):
         return self.resolved(fs)["k1"]
 
+    def prepare(self, shared):
+        super().prepare(shared)
+        if shared.gallery is not None:  # which gallery rows a query would enter: read from the distances
+            shared.query_gallery_distances()
+
     def rerank(self, shared):
         params = self.resolved(shared.fs)
         k1, k2 = params["k1"], params["k2"]
         total = len(shared.features)
-        knn, distance, _ = shared.knn_graph(k1).tensors(shared.device)
+        graph = shared.knn_graph(k1)
+        knn, distance, _ = graph.tensors(shared.device)
         a = SparseRows.from_neighbours(knn[:, :k1], torch.ones(total, k1, device=shared.device))
         if k2 != 1:
             weight = (1.0 - distance[:, :k2] ** 2 / 2) ** 2  # s^2, s = x_i . x_j = 1 - e^2 / 2
-            for _ in range(2):
+            for step in range(2):
                 both = a.transpose()
-                a = SparseRows.from_entries(torch.cat([a.row_of_entries(), both.row_of_entries()]),
-                                            torch.cat([a.indices, both.indices]), torch.cat([a.values, both.values]),
-                                            (total, total))
+                rows, cols, values = both.row_of_entries(), both.indices, both.values
+                if graph.outsiders is not None:
+                    rows, cols, values = _gallery_reverse(shared, graph, rows, cols, values, k1, first=step == 0)
+                a = SparseRows.from_entries(torch.cat([a.row_of_entries(), rows]), torch.cat([a.indices, cols]),
+                                            torch.cat([a.values, values]), (total, total))
                 a = a.combine_rows(knn[:, :k2], weight)
                 a = a.scale_rows(1.0 / a.row_sums(a.values ** 2).sqrt())
         return OverlapDistances([(a, a, "product")], lambda overlap, base, rows: 1.0 - overlap)
+
+
+def _gallery_reverse(shared, graph, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, k1: int,
+                     first: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A^T's entries (row, column, value) in the gallery context: a query's list adds nothing to a
+    gallery row (only a query's own diagonal stays), and in the first step a query q gets a 1 at
+    each gallery row whose kNN(j, k1) it would enter: d(q, j) <= the distance of j's k1-th entry."""
+    outsiders = torch.as_tensor(graph.outsiders, device=rows.device)
+    keep = ~outsiders[cols] | (rows == cols)
+    rows, cols, values = rows[keep], cols[keep], values[keep]
+    if not first:
+        return rows, cols, values
+    queries, gallery = shared.candidates()
+    radius = graph.distances[gallery, k1 - 1]
+    entering_rows, entering_cols = [], []
+    for lo, block in shared.query_gallery_distances().blocks(queries, gallery):
+        row, col = np.nonzero(block <= radius)
+        entering_rows.append(queries[lo + row])
+        entering_cols.append(gallery[col])
+    new_rows = torch.as_tensor(np.concatenate(entering_rows), device=rows.device)
+    new_cols = torch.as_tensor(np.concatenate(entering_cols), device=rows.device)
+    return (torch.cat([rows, new_rows]), torch.cat([cols, new_cols]),
+            torch.cat([values, torch.ones(len(new_rows), dtype=values.dtype, device=values.device)]))

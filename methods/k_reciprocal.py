@@ -12,6 +12,16 @@ final     = (1 - lambda) J(q, g) + lambda d(q, g)
 Parameters: k1 = N/C in the paper (20 in the original), k2 = 6, lambda = 0.3 (also named
 `lam`, as Python cannot take lambda as a keyword argument; records say lambda). V is sparse
 (|R*(i)| is a few dozen) and read from the shared kNN graph: no T x T array is ever made.
+
+Gallery context (--context gallery): every gallery row's R, R*, V and local expansion are those
+of k-reciprocal run on the gallery alone (d normalised by the farthest gallery row). A query q
+is treated as one more row of X' = [q; G] whose arrival changes nothing of the gallery's:
+kNN(q, k) is q, then its k - 1 nearest gallery rows; R(q, k) = { j in kNN(q, k+1) : q would
+enter kNN(j, k+1) }, i.e. d(q, j) <= the distance of j's (k+1)-th list entry (ties to q);
+R*(q) expands R(q, k1) with the gallery's own R(c, h) by the 2/3 rule (R(q, h) for c = q);
+V[q] over R*(q) with d(q, j) = e(q, j)^2 / max_g e(q, g)^2 (its own column included); V[q] <- the
+mean of V over kNN(q, k2), the gallery rows' V being the gallery's. J and the final distance as
+above, with d(q, g) normalised by q's farthest gallery row. No query sees another.
 """
 import torch
 
@@ -49,10 +59,12 @@ class KReciprocal(Reranker):
         params = self.resolved(shared.fs)
         k1, k2, mix, power = params["k1"], params["k2"], params["lambda"], CONVENTIONS[params["distance"]]
         x = shared.features
-        knn, distance, farthest = shared.knn_graph(self.neighbours_needed(shared.fs)).tensors(x.device)
+        graph = shared.knn_graph(self.neighbours_needed(shared.fs))
+        knn, distance, farthest = graph.tensors(x.device)
+        outsiders = None if graph.outsiders is None else torch.as_tensor(graph.outsiders, device=x.device)
         total = len(x)
 
-        rows, members = expanded_reciprocal_sets(knn, k1)
+        rows, members = expanded_reciprocal_sets(knn, k1, distance, outsiders)
         d = (lookup_distances(x, knn, distance, rows, members) / farthest[rows]) ** power
         v = SparseRows.from_entries(rows, members, torch.exp(-d), (total, total))
         v = v.scale_rows(1.0 / v.row_sums())

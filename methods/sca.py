@@ -6,6 +6,10 @@ f_i[j]  = exp(-d(i, j)) / sum_{l in kNN(i, k1)} exp(-d(i, l))  for j in kNN(i, k
 f_i    <- sum_{j in kNN(i, k2)} f_j                          (local enhancement: a sum, not a mean)
 dist    = 1 - S / (2 k2 - S),  S = sum_j min(f_p[j], f_g[j])  (1 where supports do not meet)
 Parameters: k1 = N/C in the paper's table (4 in the demo), k2 = 2 (the demo's).
+
+Gallery context (--context gallery): the gallery rows' f are SCA's on the gallery alone. A query
+q: f_q over kNN(q, k1) = q itself, then its k1 - 1 nearest gallery rows, d normalised by its
+farthest gallery row; enhanced over kNN(q, k2) with the gallery's f_j. No query sees another.
 """
 import torch
 

@@ -4,15 +4,19 @@ Notebook API:
     fs = rerankbench.load_dataset("market1501", scale=0.1)     # a twin, or FeatureSet(...)
     d = rerankbench.rerank("alpha_qe", fs, k=5)               # M x N distances
     rerankbench.evaluate(d, fs)                               # {"cmc1": ..., "map": ..., ...}
+    frame = rerankbench.load_records("results")               # the stored records, a pandas DataFrame
+    rerankbench.load_per_query(frame.iloc[0])                 # one record's queries, one row each
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 from .features.featureset import FeatureError, FeatureSet, Split
 
 __version__ = "0.1.0"
-__all__ = ["FeatureError", "FeatureSet", "Split", "evaluate", "load_dataset", "rerank"]
+__all__ = ["FeatureError", "FeatureSet", "Split", "evaluate", "load_dataset", "load_per_query", "load_records", "rerank"]
 
 
 def load_dataset(name: str, scale: float = 0.1, seed: int = 0, dim: int = 2048, with_train: bool = False,
@@ -27,18 +31,21 @@ def load_dataset(name: str, scale: float = 0.1, seed: int = 0, dim: int = 2048, 
     return datasets()[chosen[0]].load(scale, seed, dim, with_train, cache_dir)
 
 
-def rerank(method_name: str, feature_set: FeatureSet, device: str = "cpu", **params) -> np.ndarray:
-    """The M x N query-to-gallery distances of a method on a feature set (device: cpu, cuda or auto)."""
+def rerank(method_name: str, feature_set: FeatureSet, device: str = "cpu", context: str = "all", **params) -> np.ndarray:
+    """The M x N query-to-gallery distances of a method on a feature set (device: cpu, cuda or auto;
+    context: all, the queries and gallery together, or gallery, each query against the gallery alone)."""
+    from .engine.contexts import check_context, in_context
     from .engine.distances import materialise
     from .engine.registry import method
     from .engine.shared import SharedSteps
     if not isinstance(method_name, str):
         raise TypeError(f"rerank: method_name must be a method's name (str), e.g. 'aqe', got {_described(method_name)}")
     _check_feature_set(feature_set, "rerank")
+    check_context(context)
     reranker = method(method_name, **params)
     shared = SharedSteps(feature_set, device)
     m, n = feature_set.num_query, feature_set.num_gallery
-    return materialise(reranker.rerank(shared), np.arange(m), np.arange(m, m + n))
+    return materialise(in_context(reranker, shared, context), np.arange(m), np.arange(m, m + n))
 
 
 def evaluate(distances: np.ndarray, feature_set: FeatureSet) -> dict:
@@ -63,6 +70,24 @@ def evaluate(distances: np.ndarray, feature_set: FeatureSet) -> dict:
     q, g = feature_set.query, feature_set.gallery
     scores = score_queries([(0, distances)], q.ids, g.ids, q.cams, g.cams)
     return summarise(scores, official=feature_set.protocol == "market-official")
+
+
+def load_records(results: str = "results"):
+    """The records of a results folder as a pandas DataFrame, one row a record: parameters and
+    metrics as flat columns (`params.k1`, `map`, `wall_s`, ...), `cell`, `context`, `results`;
+    malformed lines are skipped with a warning naming them (rerankbench.harness.frame)."""
+    from .harness.frame import load_records as load
+    if not isinstance(results, (str, os.PathLike)):
+        raise TypeError(f"load_records: results must be a folder (str or path), got {_described(results)}")
+    return load(results)
+
+
+def load_per_query(record):
+    """One record's per-query results (a row of `load_records`) as a DataFrame, one row a query:
+    draw (VehicleID's), query_row, num_matches, first_rank, ap, ap_trapezoid, inp. A ValueError
+    naming the file when the record has none (written before they were kept) or it is damaged."""
+    from .harness.frame import load_per_query as load
+    return load(record)
 
 
 def _check_feature_set(value, function: str) -> None:

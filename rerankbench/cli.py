@@ -1,4 +1,4 @@
-"""Command line: python -m rerankbench {run,sweep,extract,list,table,plot,report,export,...} (--help for each).
+"""Command line: python -m rerankbench {run,sweep,extract,list,table,compare,plot,report,export,...} (--help for each).
 
 Argument parsing and dispatch only: each command's work lives in the subpackage it belongs to.
 """
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .acp.training import TrainingSettings
 from .engine import registry
+from .engine.contexts import CONTEXTS
 from .features.extraction import Extraction
 from .features.trials import PROTOCOLS
 from .harness.loading import DataRequest, features_file_name
@@ -73,13 +74,31 @@ def main(argv: list[str] | None = None) -> int:
     table.add_argument("--format", choices=["md", "latex", "csv"], default="md")
     table.add_argument("--paper", action="store_true", help="the paper's numbers and our difference beside ours")
     table.add_argument("--records", action="store_true", help="instead: every record, one row each")
+    table.add_argument("--significance", action="store_true", help="mark (†) the cells not significantly different "
+                       "from their row's best: paired randomisation test over queries, Holm-corrected across the row")
     _results_option(table)
+
+    compare = commands.add_parser("compare", help="whether two methods differ on a test set: a paired randomisation "
+                                  "test and a paired bootstrap 95%% interval of the difference, over its queries")
+    compare.add_argument("--dataset", required=True, help="the test set, e.g. msmt17")
+    compare.add_argument("--methods", required=True, metavar="A,B", help="two methods; the difference is A's minus B's")
+    compare.add_argument("--metric", choices=("map", "cmc1", "cmc5"), help="default: map (cmc1 on VehicleID)")
+    compare.add_argument("--scale", type=float, help="the twins' scale, where the test set was run at several")
+    compare.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",
+                         help="compare the record with these parameters set (default: the method's defaults)")
+    compare.add_argument("--context", choices=CONTEXTS, default="all", help="the records of this context (default all)")
+    compare.add_argument("--rounds", type=int, default=10_000, help="rounds of each test (default and least 10,000)")
+    compare.add_argument("--seed", type=int, default=0, help="seed of the tests' random numbers")
+    compare.add_argument("--json", action="store_true", help="print one JSON object instead")
+    _results_option(compare)
 
     plot = commands.add_parser("plot", help="the sensitivity plots (Figs. 10-12) of the sweeps in the stored records")
     plot.add_argument("--output", help="folder for the figures (default: RESULTS/figures)")
     _results_option(plot)
 
     report = commands.add_parser("report", help="regenerate every table and plot under the results folder")
+    report.add_argument("--html", action="store_true", help="also report.html in each record set: one self-contained "
+                        "page with Table V, the significance marks, the figures and the provenance")
     _results_option(report)
 
     export = commands.add_parser("export", help="copy chosen records into a new record set folder, and report on it")
@@ -87,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--methods", default="all")
     export.add_argument("--datasets", default="all")
     export.add_argument("--scale", type=float, help="only twins at this scale")
+    export.add_argument("--per-query", action="store_true", help="also per_query.csv: every query of every "
+                        "exported record (its AP, INP, first-hit rank, ...), one row each")
     _results_option(export)
 
     calibrate = commands.add_parser("calibrate", help="fit the twins to the paper's baseline, or check them")
@@ -137,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = shlex.join(["python", "-m", "rerankbench", *argv])  # stored in the records
     try:
         commands = {"run": _run, "sweep": _run, "ablation": _run, "extract": _extract, "list": _list, "table": _table,
+                    "compare": _compare,
                     "plot": _plot, "report": _report, "export": _export, "calibrate": _calibrate, "benchmark": _benchmark,
                     "extraction-benchmark": _extraction_benchmark, "compare-reference": _compare_reference,
                     "train": _train, "model-figures": _model_figures, "acp-benchmark": _acp_benchmark}
@@ -156,6 +178,9 @@ def _run_options(parser, methods: str) -> None:
                         "(keys qf, gf, q_ids, g_ids[, q_cams, g_cams] or pytorch_result.mat's query_f, gallery_f, ...)")
     parser.add_argument("--data-root", metavar="DIR", help="run on the real datasets in DIR (needs --checkpoint)")
     parser.add_argument("--protocol", choices=PROTOCOLS, help="evaluation protocol (default: the dataset's own)")
+    parser.add_argument("--context", choices=CONTEXTS, default="all", help="all: queries and gallery form X together "
+                        "(transductive, the paper's setting; default); gallery: each query re-ranked against the "
+                        "gallery alone, as if it arrived alone (inductive)")
     parser.add_argument("--trials", type=int, default=1, help="repetitions of each cell (timing)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dim", type=int, default=2048, help="feature dimension of the twins")
@@ -243,7 +268,7 @@ def _run(args) -> int:
     options = RunOptions(args.results, args.scale, args.seed, args.dim, args.device, args.threads, args.time_limit,
                          args.memory_limit, args.force, args.features, args.protocol, not args.no_progress,
                          args.command_line, args.data_root, _extraction(args), args.executor, args.address,
-                         args.cpus_per_cell, args.skip_failed)
+                         args.cpus_per_cell, args.skip_failed, args.context)
     try:
         records = run_benchmark(dataset_names, cells, options, args.trials)
     except KeyboardInterrupt:
@@ -308,7 +333,20 @@ def _table(args) -> int:
     if args.records:  # a row per record: an empty table when there are none
         print(markdown_table(ResultsStore(args.results).results()))
         return 0
-    print(render(build_table(_records(args.results), args.paper), args.format), end="")
+    table = build_table(_records(args.results), args.paper)
+    if args.significance:
+        from .reports.comparison import mark_significance
+        mark_significance(table, args.results)
+    print(render(table, args.format), end="")
+    return 0
+
+
+def _compare(args) -> int:
+    from .reports.comparison import compare
+    methods = registry.select(args.methods, registry.methods(), "method")
+    comparison = compare(_records(args.results), args.results, args.dataset, methods, args.metric, args.scale,
+                         args.rounds, args.seed, parse_settings(args.set, methods), args.context)
+    print(comparison.as_json() if args.json else comparison.describe())
     return 0
 
 
@@ -320,7 +358,7 @@ def _plot(args) -> int:
 
 def _report(args) -> int:
     from .reports.report import regenerate
-    written = regenerate(args.results)
+    written = regenerate(args.results, args.html)
     if not written:
         raise ValueError(f"no records under {args.results}/")
     print("\n".join(map(str, written)))
@@ -331,7 +369,8 @@ def _export(args) -> int:
     from .reports.report import export_set
     methods = registry.select(args.methods, registry.methods(), "method")
     datasets = None if args.datasets == "all" else registry.select(args.datasets, registry.datasets(), "dataset")
-    print("\n".join(map(str, export_set(ResultsStore(args.results).results(), args.output, datasets, methods, args.scale))))
+    print("\n".join(map(str, export_set(ResultsStore(args.results).results(), args.output, datasets, methods, args.scale,
+                                         args.results, args.per_query))))
     return 0
 
 

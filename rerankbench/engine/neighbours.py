@@ -5,6 +5,10 @@ row i itself first. Rows are L2-normalised, so nearest = largest inner product a
 Euclidean distance is sqrt(2 - 2 x_i . x_j). The graph is built from square blocks of X X^T
 on and above the diagonal, keeping only each row's running top-K, so memory is O(T K + B^2),
 never T x T. Ties are broken towards the smaller row index (stable order).
+
+In the gallery context (--context gallery, engine/contexts.py) the graph is the gallery's own
+(`build_gallery_graph`): a gallery row lists its nearest gallery rows, and every other row (a
+query) lists itself, then its nearest gallery rows, and appears in no other row's list.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ class KnnGraph:
     indices: np.ndarray
     distances: np.ndarray
     farthest: np.ndarray
+    outsiders: np.ndarray | None = None  # gallery context: the rows (queries) in no list but their own
 
     @property
     def k(self) -> int:
@@ -34,7 +39,7 @@ class KnnGraph:
     def truncated(self, k: int) -> "KnnGraph":
         if k > self.k:
             raise ValueError(f"the graph holds {self.k} neighbours per row, {k} were asked for")
-        return KnnGraph(self.indices[:, :k], self.distances[:, :k], self.farthest)
+        return KnnGraph(self.indices[:, :k], self.distances[:, :k], self.farthest, self.outsiders)
 
     def tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(indices, distances, farthest) as torch tensors on `device`."""
@@ -105,21 +110,91 @@ def build_knn_graph(features: torch.Tensor, k: int, show_progress: bool = False,
         if a != b:
             top = torch.topk(similarity, min(margin, similarity.shape[0]), dim=0)
             _merge(values, candidates, cols, top.values.T, top.indices.T, a)
-    values, candidates = _stable_order(values, candidates)
-    crowded = torch.nonzero(values[:, k - 1] == values[:, -1]).flatten() if margin < total else []
-    for row in crowded.tolist() if len(crowded) else []:  # a tie runs past the margin: sort the whole row
-        similarity = features[row] @ features.T
-        similarity[row] = math.inf
-        full = torch.sort(similarity, descending=True, stable=True)
-        values[row], candidates[row] = full.values[:margin], full.indices[:margin]
-    values, candidates = values[:, :k].contiguous(), candidates[:, :k].contiguous()
+    values, candidates = _top(values, candidates, k, margin < total, lambda row: _whole_row(features, row))
     values[:, 0] = 1.0
     close = values > 1.0 - CLOSE**2 / 2  # e < CLOSE: sqrt(2 - 2 s) is too coarse there
     close[:, 0] = False
+    distance = _exact_near(values, close, features, torch.arange(total, device=device), candidates)
+    return KnnGraph(candidates.cpu().numpy(), distance.cpu().numpy(), euclidean_from_similarity(lowest).cpu().numpy())
+
+
+def _whole_row(features: torch.Tensor, row: int) -> torch.Tensor:
+    """Row `row` of X X^T, itself first (its similarity set to +inf)."""
+    similarity = features[row] @ features.T
+    similarity[row] = math.inf
+    return similarity
+
+
+def _top(values: torch.Tensor, candidates: torch.Tensor, k: int, may_crowd: bool, whole_row) -> tuple:
+    """The first k of each row's candidates (kept with a margin beyond k) by (similarity desc, index
+    asc); a row whose tie at k runs past the margin is sorted whole (`whole_row(r)`: its similarities)."""
+    values, candidates = _stable_order(values, candidates)
+    crowded = torch.nonzero(values[:, k - 1] == values[:, -1]).flatten() if may_crowd and k else []
+    for row in crowded.tolist() if len(crowded) else []:  # a tie runs past the margin: sort the whole row
+        full = torch.sort(whole_row(row), descending=True, stable=True)
+        values[row], candidates[row] = full.values[:values.shape[1]], full.indices[:values.shape[1]]
+    return values[:, :k].contiguous(), candidates[:, :k].contiguous()
+
+
+def _exact_near(values: torch.Tensor, close: torch.Tensor, features: torch.Tensor, rows: torch.Tensor,
+                columns: torch.Tensor) -> torch.Tensor:
+    """Distances sqrt(2 - 2 s) of the similarities `values`, but ||x_r - x_c|| itself where `close`
+    (rows[i] against columns[i, j], rows of X)."""
     row, column = torch.nonzero(close, as_tuple=True)
     distance = euclidean_from_similarity(values)
-    distance[row, column] = pair_distances(features, row, candidates[row, column])
-    return KnnGraph(candidates.cpu().numpy(), distance.cpu().numpy(), euclidean_from_similarity(lowest).cpu().numpy())
+    distance[row, column] = pair_distances(features, rows[row], columns[row, column])
+    return distance
+
+
+def build_gallery_graph(features: torch.Tensor, gallery_rows: np.ndarray, k: int,
+                        show_progress: bool = False) -> KnnGraph:
+    """The kNN graph of the gallery context over the rows of `features` (X, unit rows): a gallery
+    row's list is its kNN among `gallery_rows` (sorted) alone (build_knn_graph on them); every other
+    row q lists itself, then its k - 1 nearest gallery rows (ties by smaller row), and is marked an
+    outsider: it appears in no other row's list. farthest[i]: the largest distance from row i to a
+    gallery row. k is at most the gallery's size."""
+    total, device = features.shape[0], features.device
+    k = min(k, len(gallery_rows))
+    gallery = torch.as_tensor(gallery_rows, device=device)
+    own = build_knn_graph(features[gallery], k, show_progress)
+    indices = np.empty((total, k), dtype=np.int64)
+    distances = np.empty((total, k), dtype=np.float32)
+    farthest = np.empty(total, dtype=np.float32)
+    indices[gallery_rows], distances[gallery_rows], farthest[gallery_rows] = \
+        gallery_rows[own.indices], own.distances, own.farthest
+    outsiders = np.ones(total, dtype=bool)
+    outsiders[gallery_rows] = False
+    queries = np.flatnonzero(outsiders)
+    near, near_distances, far = nearest_among(features, queries, gallery_rows, k - 1)
+    indices[queries, 0], distances[queries, 0], farthest[queries] = queries, 0.0, far
+    indices[queries, 1:], distances[queries, 1:] = near, near_distances
+    return KnnGraph(indices, distances, farthest, outsiders)
+
+
+def nearest_among(features: torch.Tensor, rows: np.ndarray, columns: np.ndarray, k: int) -> tuple:
+    """For each of `rows` (rows of X), its k nearest among `columns` (other rows of X, sorted),
+    nearest first, ties by the smaller row: (their rows, their distances), and the largest distance
+    to any of `columns`. Computed in blocks of rows x columns products."""
+    k = min(k, len(columns))
+    margin = min(len(columns), k + 8)
+    near = np.empty((len(rows), k), dtype=np.int64)
+    near_distances = np.empty((len(rows), k), dtype=np.float32)
+    far = np.empty(len(rows), dtype=np.float32)
+    targets = torch.as_tensor(columns, device=features.device)
+    candidates_x = features[targets]
+    step = block_rows(len(rows), len(columns), GRAPH_BLOCK_BYTES)
+    for lo in range(0, len(rows), step):
+        own = torch.as_tensor(rows[lo:lo + step], device=features.device)
+        similarity = features[own] @ candidates_x.T
+        far[lo:lo + len(own)] = euclidean_from_similarity(similarity.amin(dim=1)).cpu().numpy()
+        if not k:
+            continue
+        top = torch.topk(similarity, margin, dim=1)
+        values, positions = _top(top.values, top.indices, k, margin < len(columns), lambda row: similarity[row])
+        distance = _exact_near(values, values > 1.0 - CLOSE**2 / 2, features, own, targets[positions])
+        near[lo:lo + len(own)] = columns[positions.cpu().numpy()]
+        near_distances[lo:lo + len(own)] = distance.cpu().numpy()
+    return near, near_distances, far
 
 
 def _merge(values: torch.Tensor, candidates: torch.Tensor, rows: slice, new_values: torch.Tensor,

@@ -47,13 +47,12 @@ class Range:
             raise ValueError(f"parameter {name} must be {self}, got {value}")
         return int(number) if self.whole else number
 
-    def check_rows(self, size: int, name: str, rows: int) -> None:
+    def check_rows(self, size: int, name: str, rows: int, of: str = "X (queries + gallery)") -> None:
         """A neighbourhood `size` may be at most the `rows` of X (less the row itself if `self_excluded`)."""
         limit = rows - 1 if self.self_excluded else rows
         if size > limit:
             other = " other than the row itself" if self.self_excluded else ""
-            raise ValueError(f"parameter {name} = {size} is larger than the {limit:,} rows of X "
-                             f"(queries + gallery){other}")
+            raise ValueError(f"parameter {name} = {size} is larger than the {limit:,} rows of {of}{other}")
 
     def __str__(self) -> str:
         """As the messages word it: "a positive whole number", "a whole number >= 0", "in [0, 1)"."""

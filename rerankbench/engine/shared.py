@@ -8,9 +8,16 @@ processes load it instead of computing it again. A method that re-ranks derived 
 (alpha-QE + k-reciprocal works on alpha-QE-expanded X) gets the same steps over them from
 `derived`, built once per label and reported in the summary under that label. A learned
 method (ACP) keeps its trained model here too (`learned`), so that the cells of a sweep share it.
+
+The gallery context (--context gallery, contexts.py) re-ranks each query against a gallery
+alone: `gallery_context(rows)` gives the shared steps of one gallery -- the same X and
+query-gallery distances, the gallery's own kNN graph (neighbours.build_gallery_graph) -- made
+once per gallery (VehicleID: one per draw), cached under `gallery-<digest>/` and reported in
+the summary under that label; their derived steps are the gallery context's too.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from contextlib import nullcontext
@@ -27,20 +34,23 @@ from ..runtime.device import resolve_device
 from ..runtime.files import DamagedFile, discard, folder_lock, load_npy, load_npz, write_atomic, write_text_atomic
 from ..runtime.progress import progress
 from .distances import PrecomputedDistances, euclidean_blocks
-from .neighbours import KnnGraph, build_knn_graph
+from .neighbours import KnnGraph, build_gallery_graph, build_knn_graph
 
 
 class SharedSteps:
     def __init__(self, fs: FeatureSet, device: str = "cpu", cache_dir: str | Path | None = None,
-                 show_progress: bool = False):
+                 show_progress: bool = False, gallery: np.ndarray | None = None):
         self.fs = fs
         self.device = resolve_device(str(device))
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.folder = None if cache_dir is None else self.cache_dir / "shared" / f"{fs.name}-{fs.fingerprint}"
         self.show_progress = show_progress
+        self.gallery = gallery  # the gallery context's gallery (rows of X, sorted), or None: X as a whole
         self.timings: dict[str, dict] = {}
         self._graph: KnnGraph | None = None
         self._distances: PrecomputedDistances | None = None
+        self._distances_of: SharedSteps | None = None  # the steps whose distances these share (same X)
+        self.root: SharedSteps = self  # the feature set's own steps, which keep the learned models
         self.children: dict[str, SharedSteps] = {}
         self.models: dict[str, object] = {}
 
@@ -53,10 +63,17 @@ class SharedSteps:
         self.timings["normalise"] = {"seconds": time.perf_counter() - start}
         return x
 
+    @property
+    def widest(self) -> int:
+        """The most neighbours a row's list can hold: the rows of X, or of the gallery in its context."""
+        return len(self.features) if self.gallery is None else len(self.gallery)
+
     def build(self, k: int, with_distances: bool) -> None:
         """Make or load the kNN graph for k (if k) and, if asked, the query-gallery distances;
         when both must be computed they come from one pass over X X^T."""
-        k = min(k, len(self.features))
+        k = min(k, self.widest)
+        if self._distances_of is not None and with_distances:
+            self._distances = self._distances_of.query_gallery_distances()
         if not (k and not self._has_graph(k)) and not (with_distances and self._distances is None):
             return
         with self._lock():
@@ -64,7 +81,7 @@ class SharedSteps:
                 self._graph = self._load_graph(k) or self._graph
             if with_distances and self._distances is None:
                 self._distances = self._load_distances()
-            if k and not self._has_graph(k) and with_distances and self._distances is None:
+            if k and not self._has_graph(k) and with_distances and self._distances is None and self.gallery is None:
                 def graph_and_distances(matrix, rows, columns):
                     self._graph = self._build_graph(k, keep=(rows, columns, matrix))
                     return {"seconds": 0.0, "with_knn_graph": True}
@@ -75,8 +92,9 @@ class SharedSteps:
             self.query_gallery_distances()
 
     def knn_graph(self, k: int) -> KnnGraph:
-        """kNN(i, k) for every row i of X (self first); built once for the largest k asked."""
-        k = min(k, len(self.features))
+        """kNN(i, k) for every row i of X (self first); built once for the largest k asked. In the
+        gallery context, the gallery's own graph (neighbours.build_gallery_graph)."""
+        k = min(k, self.widest)
         if not self._has_graph(k):
             with self._lock():
                 self._graph = self._load_graph(k) or self._graph
@@ -87,12 +105,21 @@ class SharedSteps:
     def query_gallery_distances(self) -> PrecomputedDistances:
         """||x_q - x_g|| for every candidate query row q and gallery row g (a float32 array,
         memory-mapped from the cache when there is one)."""
+        if self._distances is None and self._distances_of is not None:
+            self._distances = self._distances_of.query_gallery_distances()
         if self._distances is None:
             with self._lock():
                 self._distances = self._load_distances()
                 if self._distances is None:
                     self._compute_distances(self._product)
         return self._distances
+
+    def candidates(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows that can be queries and those that can be in the gallery (features/trials.py);
+        in the gallery context, every row outside the gallery and the gallery's rows."""
+        if self.gallery is None:
+            return candidate_rows(self.fs)
+        return np.flatnonzero(self._outsiders()), self.gallery
 
     def _has_graph(self, k: int) -> bool:
         return self._graph is not None and self._graph.k >= k
@@ -111,7 +138,7 @@ class SharedSteps:
     def _compute_distances(self, fill: Callable[[np.ndarray, np.ndarray, np.ndarray], dict]) -> None:
         """An M x N float32 array filled by `fill(matrix, rows, columns)` (which returns its timing):
         in memory, or written as a memory map under a temporary name and renamed into the cache."""
-        rows, columns = candidate_rows(self.fs)
+        rows, columns = self.candidates()
         shape = (len(rows), len(columns))
         if self.folder is None:
             matrix = np.empty(shape, dtype=np.float32)
@@ -135,7 +162,7 @@ class SharedSteps:
         path = None if self.folder is None else self.folder / "distances.npy"
         if path is None or not path.exists():
             return None
-        rows, columns = candidate_rows(self.fs)
+        rows, columns = self.candidates()
         start = time.perf_counter()
         try:
             matrix = load_npy(path, (len(rows), len(columns)), np.float32, mmap=True)
@@ -148,7 +175,10 @@ class SharedSteps:
     def _build_graph(self, k: int, keep=None) -> KnnGraph:
         x = self.features
         start = time.perf_counter()
-        graph = build_knn_graph(x, k, self.show_progress, keep)
+        if self.gallery is None:
+            graph = build_knn_graph(x, k, self.show_progress, keep)
+        else:
+            graph = build_gallery_graph(x, self.gallery, k, self.show_progress)
         seconds = time.perf_counter() - start
         self.timings["knn_graph"] = {"seconds": seconds, "k": k, "cached": False}
         if keep is not None:
@@ -176,24 +206,56 @@ class SharedSteps:
                 discard(path, error)
                 continue
             self.timings["knn_graph"] = {**_read_json(path), "cached": True, "load_seconds": time.perf_counter() - start}
-            return KnnGraph(data["indices"], data["distances"], data["farthest"])
+            return KnnGraph(data["indices"], data["distances"], data["farthest"], self._outsiders())
         return None
+
+    def _outsiders(self) -> np.ndarray | None:
+        """The gallery context's rows outside the gallery (a KnnGraph's `outsiders`), or None."""
+        if self.gallery is None:
+            return None
+        outside = np.ones(len(self.features), dtype=bool)
+        outside[self.gallery] = False
+        return outside
 
     def derived(self, label: str, make: Callable[["SharedSteps"], torch.Tensor]) -> "SharedSteps":
         """The shared steps over features made from these by `make` (unit rows, T x D), made once
         per label; their kNN graph and distances are cached under the label."""
         if label not in self.children:
-            child = SharedSteps(self.fs, str(self.device), None, self.show_progress)
-            child.folder = None if self.folder is None else self.folder / label
+            child = self._child(label)
             start = time.perf_counter()
             child.__dict__["features"] = make(self)  # fills the cached property
             child.timings["derive"] = {"seconds": time.perf_counter() - start}
+            self.children[label] = child  # only once made: a failed make leaves nothing behind
+        return self.children[label]
+
+    def gallery_context(self, gallery_rows: np.ndarray) -> "SharedSteps":
+        """The shared steps of the gallery context for the gallery `gallery_rows` (rows of X): the
+        same X and query-gallery distances, the gallery's own kNN graph; made once per gallery."""
+        rows = np.unique(np.asarray(gallery_rows, dtype=np.int64))  # sorted: ties go to the smaller row
+        label = f"gallery-{hashlib.sha1(rows.tobytes()).hexdigest()[:16]}"
+        if label not in self.children:
+            child = self._child(label, rows)
+            child.__dict__["features"] = self.features
+            child._distances_of = self
+            child.timings["gallery"] = {"rows": len(rows)}
             self.children[label] = child
         return self.children[label]
 
+    def _child(self, label: str, gallery: np.ndarray | None = None) -> "SharedSteps":
+        """New steps to keep under `label` (cached in that subfolder), in this one's context unless a
+        gallery is given."""
+        child = SharedSteps(self.fs, str(self.device), None, self.show_progress,
+                            self.gallery if gallery is None else gallery)
+        child.cache_dir, child.root = self.cache_dir, self.root
+        child.folder = None if self.folder is None else self.folder / label
+        return child
+
     def learned(self, label: str, make: Callable[[], tuple[object, dict]]) -> object:
         """A model learned for this feature set, made (trained or loaded) once per label by `make`,
-        which returns (model, what to record); the record goes into the summary under the label."""
+        which returns (model, what to record); the record goes into the summary under the label.
+        Kept by the feature set's own steps, which a gallery context's and derived steps share."""
+        if self.root is not self:
+            return self.root.learned(label, make)
         if label not in self.models:
             start = time.perf_counter()
             model, described = make()

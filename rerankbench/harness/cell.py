@@ -1,5 +1,6 @@
 """One cell of the benchmark -- a method with its parameters on one feature set, one trial --
-and how it is run and turned into a result record."""
+and how it is run and turned into a result record (with every query's scores under `per_query`,
+which the store writes to their own file)."""
 from __future__ import annotations
 
 import json
@@ -9,9 +10,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..engine.contexts import ALL, in_context, prepare_in_context
 from ..engine.registry import method
 from ..engine.shared import SharedSteps
-from ..evaluation.protocols import evaluate_all
+from ..evaluation.per_query import PerQuery
+from ..evaluation.protocols import score_trials, summarise_trials
 from ..features.featureset import FeatureSet
 from .memory import peak_gpu_mb, peak_rss_mb, reset_peak_gpu, reset_peak_rss
 from .provenance import describe
@@ -34,12 +37,14 @@ class Cell:
 
 @dataclass(frozen=True)
 class Conditions:
-    """What every cell of a run is measured under: the device, the seed and the torch thread count
-    (part of a cell's identity: timings depend on it)."""
+    """What every cell of a run is measured under: the device, the seed, the torch thread count
+    (part of a cell's identity: timings depend on it) and the context (engine/contexts.py: all,
+    or gallery: each query re-ranked against the gallery alone)."""
 
     device: torch.device
     seed: int
     threads: int
+    context: str = ALL
 
 
 def identity(cell: Cell, fs: FeatureSet, conditions: Conditions) -> dict:
@@ -47,10 +52,10 @@ def identity(cell: Cell, fs: FeatureSet, conditions: Conditions) -> dict:
     instance = cell.instance()
     params = instance.resolved(fs)
     return {"cell": cell_key(fs.fingerprint, cell.dataset, cell.method, params, cell.trial, str(conditions.device),
-                             conditions.threads),
+                             conditions.threads, conditions.context),
             "dataset": cell.dataset, "dataset_info": fs.describe(), "synthetic": fs.synthetic,
             "method": cell.method, "params": params, "overrides": {key: params[key] for key in instance.overrides},
-            "trial": cell.trial, "seed": conditions.seed}
+            "trial": cell.trial, "seed": conditions.seed, "context": conditions.context}
 
 
 def failed_record(cell: Cell, fs: FeatureSet, conditions: Conditions, error: str, failure: str, **extra) -> dict:
@@ -66,22 +71,24 @@ def failure_of_error(error: BaseException) -> str:
     return MACHINE if isinstance(error, (MemoryError, torch.cuda.OutOfMemoryError, OSError, DamagedFile)) else METHOD
 
 
-def prepare(shared: SharedSteps, cells: list[Cell]) -> tuple[dict, dict[str, tuple[str, str]]]:
+def prepare(shared: SharedSteps, cells: list[Cell], context: str = ALL) -> tuple[dict, dict[str, tuple[str, str]]]:
     """Do the steps the cells need before any of them is timed: the shared ones (the kNN graph and
-    distances) for all, then each method's own (a trained model, derived features). Returns their
-    summary, and {method and parameters: (error, failure)} for the methods whose own steps failed:
-    their cells become failed records, the others run."""
+    distances) for all, then each method's own (a trained model, derived features), in `context`
+    (the gallery context: each gallery's graph). Returns their summary, and {method and
+    parameters: (error, failure)} for the methods whose own steps failed: their cells become
+    failed records, the others run."""
     reset_peak_rss()
     fs = shared.fs
     instances = [cell.instance() for cell in cells]
     # the largest k and the distances first, so that one pass over X X^T makes both
-    shared.build(max((m.neighbours_needed(fs) for m in instances), default=0), any(m.uses_distances for m in instances))
+    largest = max((m.neighbours_needed(fs) for m in instances), default=0) if context == ALL else 0
+    shared.build(largest, any(m.uses_distances for m in instances))
     failures = {}
     for cell, instance in zip(cells, instances):
         key = _recipe(cell)
         if key not in failures:
             try:
-                instance.prepare(shared)
+                prepare_in_context(instance, shared, context)
             except Exception as error:  # one method's steps must not stop the others' cells
                 failures[key] = (f"preparation failed: {type(error).__name__}: {error}", failure_of_error(error))
     return {"steps": shared.summary(), "peak_rss_mb": peak_rss_mb()}, failures
@@ -101,10 +108,11 @@ def run_cell(cell: Cell, shared: SharedSteps, conditions: Conditions, shared_sum
     try:
         instance = cell.instance()
         start = time.perf_counter()
-        distances = TimedDistances(instance.rerank(shared))
+        distances = TimedDistances(in_context(instance, shared, conditions.context))
         rerank_s = time.perf_counter() - start
         start = time.perf_counter()
-        metrics = evaluate_all(distances, fs)
+        scored = score_trials(distances, fs)
+        metrics, per_query = summarise_trials(scored, fs), PerQuery.of_trials(scored)
         total_s = time.perf_counter() - start
     except (MemoryError, torch.cuda.OutOfMemoryError) as error:
         return failed_record(cell, fs, conditions, f"out of memory: {error}", MACHINE, shared=shared_summary)
@@ -114,6 +122,7 @@ def run_cell(cell: Cell, shared: SharedSteps, conditions: Conditions, shared_sum
     return {**identity(cell, fs, conditions), "status": "ok", "error": None, **metrics,
             "wall_s": rerank_s + distances.seconds, "eval_s": total_s - distances.seconds,
             "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": peak_gpu_mb(device), "shared": shared_summary,
+            "per_query": per_query,
             **instance.details(shared), **describe(device, conditions.threads)}
 
 

@@ -93,7 +93,8 @@ def cell_resources(ray, device: torch.device, cpus_per_cell: int | None) -> dict
 def build_shared_steps(request: DataRequest, cells: list[Cell], conditions: Conditions) -> dict:
     """A Ray task: the shared steps of these cells, written to the cache; returns their summary."""
     torch.set_num_threads(conditions.threads)
-    summary, _ = prepare(SharedSteps(request.load(), str(conditions.device), request.cache_dir), cells)
+    summary, _ = prepare(SharedSteps(request.load(), str(conditions.device), request.cache_dir), cells,
+                         conditions.context)
     return summary
 
 
@@ -105,7 +106,7 @@ def run_one_cell(request: DataRequest, cell: Cell, conditions: Conditions, optio
         return record
     torch.set_num_threads(conditions.threads)
     shared = SharedSteps(request.load(), str(conditions.device), request.cache_dir)
-    return run_cell(cell, shared, conditions, *prepare(shared, [cell]))
+    return run_cell(cell, shared, conditions, *prepare(shared, [cell], conditions.context))
 
 
 def _absolute(request: DataRequest) -> DataRequest:

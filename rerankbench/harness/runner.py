@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..engine.contexts import ALL, check_context, check_fits
 from ..engine.registry import methods as methods_registry
 from ..features.extraction import Extraction
 from ..runtime.device import resolve_device
@@ -44,9 +45,11 @@ class RunOptions:
     address: str | None = None  # the Ray cluster's; None starts a local instance
     cpus_per_cell: int | None = None  # cores a Ray task reserves (default: --threads, else a node's)
     skip_failed: bool = False  # a failed cell counts as finished, whatever made it fail
+    context: str = ALL  # or "gallery": each query re-ranked against the gallery alone (engine/contexts.py)
 
     def __post_init__(self) -> None:
         check_sources(self.features_file, self.data_root, self.extraction)
+        check_context(self.context)
         for name in ("threads", "cpus_per_cell", "dim"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -71,7 +74,7 @@ def run_benchmark(dataset_names: list[str], methods: list[tuple[str, dict]], opt
     device = resolve_device(options.device)
     run_cells_with, threads = _executor(options, device)
     store.check_writable()
-    conditions = Conditions(device, options.seed, threads)
+    conditions = Conditions(device, options.seed, threads, options.context)
     with_train = any(methods_registry()[name].needs_train for name, _ in methods)
     keys = []
     for dataset in dataset_names:
@@ -79,7 +82,7 @@ def run_benchmark(dataset_names: list[str], methods: list[tuple[str, dict]], opt
                               options.protocol, options.cache_dir, options.show_progress, options.data_root,
                               options.extraction, with_train)
         fs = request.load(log)
-        usable = _usable(methods, fs, log)
+        usable = _usable(methods, fs, log, options.context)
         cells = [Cell(fs.name, name, params, trial) for name, params in usable for trial in range(trials)]
         done = set() if options.force else store.finished(options.skip_failed)
         cell_keys = [identity(c, fs, conditions)["cell"] for c in cells]
@@ -95,8 +98,11 @@ def run_benchmark(dataset_names: list[str], methods: list[tuple[str, dict]], opt
     return [newest[key] for key in keys if key in newest]
 
 
-def _usable(methods: list[tuple[str, dict]], fs, log) -> list[tuple[str, dict]]:
-    """The methods that can run on `fs`: a learned one needs its train split."""
+def _usable(methods: list[tuple[str, dict]], fs, log, context: str = ALL) -> list[tuple[str, dict]]:
+    """The methods that can run on `fs`: a learned one needs its train split; in the gallery
+    context, a neighbourhood must fit the gallery (else the run stops here, before any cell)."""
+    for name, params in methods:
+        check_fits(methods_registry()[name](**params), fs, context)
     if fs.train is not None:
         return methods
     usable = [(name, params) for name, params in methods if not methods_registry()[name].needs_train]
@@ -124,7 +130,8 @@ def _executor(options: RunOptions, device: torch.device):
 
 def _describe(record: dict) -> str:
     shown = methods_registry()[record["method"]].brief(record["params"], record.get("overrides") or {})
-    head = f"{record['dataset']:<18} {record['method']:<22} {shown}"
+    context = "" if record.get("context", ALL) == ALL else f" (context {record['context']})"
+    head = f"{record['dataset']:<18} {record['method']:<22} {shown}{context}"
     if record["status"] != "ok":
         return f"{head}  FAILED: {record['error'].splitlines()[0]}"
     return (f"{head}  CMC@1 {record['cmc1']:.2f}  mAP {record['map']:.2f}  "

@@ -11,9 +11,13 @@ records, skipping a torn line, a line that is not an object, or a record missing
 readers use (or holding a metric that is not a number), each with a warning naming file:line.
 Tables, reports, plots, export and run's resume read `results()`.
 
+Per-query results: a record whose `per_query` is a PerQuery has it written to its own file
+first (per_query_files.py), and then names that file.
+
 Identity: a cell -- test set, fingerprint of its features, method, parameters, trial, device
-kind and thread count -- is named by `cell_key`, derived from the record's own fields, so
-records written before the thread count was part of it still name their cell. A cell whose
+kind, thread count and context -- is named by `cell_key`, derived from the record's own fields,
+so records written before the thread count or the context was part of it still name their cell
+(a record without `context` ran in the context "all", and names the cell an "all" run names). A cell whose
 newest record is ok is finished. One that failed for the machine or the cache (the shared
 steps, a killed worker, out of time or memory, a lost Ray task: `failure` "machine") is run
 again by the next run; one that failed in the method itself (`failure` "method": it would fail
@@ -28,7 +32,10 @@ import os
 import warnings
 from pathlib import Path
 
+from ..engine.contexts import ALL, CONTEXTS
+from ..evaluation.per_query import PerQuery
 from ..runtime.files import temporary_name
+from . import per_query_files
 
 RECORDS = "records.jsonl"
 MACHINE, METHOD = "machine", "method"  # why a cell failed: retried on the next run, or not
@@ -36,7 +43,7 @@ MACHINE, METHOD = "machine", "method"  # why a cell failed: retried on the next 
 MACHINE_ERRORS = ("shared steps failed", "worker killed", "worker exited", "out of time", "out of memory",
                   "ray task failed")
 FIELDS = {"dataset": str, "method": str, "params": dict, "status": str}  # every result record has them
-OPTIONAL = {"dataset_info": dict, "overrides": (dict, type(None)), "shared": dict, "trial": int}
+OPTIONAL = {"dataset_info": dict, "overrides": (dict, type(None)), "shared": dict, "trial": int, "context": str}
 NUMBERS = ("cmc1", "cmc5", "map", "minp", "wall_s", "eval_s", "peak_rss_mb")  # what the readers use of an ok record
 
 
@@ -71,6 +78,13 @@ class ResultsStore:
             raise StoreError(f"{self.path}: cannot write records ({error.strerror or error})") from None
 
     def append(self, record: dict) -> None:
+        """Append one record (its per-query results, a PerQuery under `per_query`, written to their file first)."""
+        if isinstance(record.get("per_query"), PerQuery):
+            try:
+                record = {**record, "per_query": per_query_files.write(self.folder, record["per_query"])}
+            except OSError as error:
+                raise StoreError(f"{self.folder / per_query_files.FOLDER}: cannot write the per-query results "
+                                 f"({error.strerror or error}); the record was not stored") from None
         line = (json.dumps(record, sort_keys=True, default=_plain) + "\n").encode()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -150,6 +164,12 @@ def malformed(record) -> str | None:
         value = record.get(field)
         if field in record and (not isinstance(value, kind) or isinstance(value, bool)):
             return f"{field} is {value!r}"
+    if "context" in record and record["context"] not in CONTEXTS:
+        return f"context is {record['context']!r}"
+    if record.get("per_query") is not None:
+        problem = per_query_files.malformed_reference(record["per_query"])
+        if problem:
+            return problem
     if record["status"] == "ok":
         for field in NUMBERS:
             value = record.get(field)
@@ -168,10 +188,11 @@ def failure_of(record: dict) -> str | None:
 
 
 def cell_key(dataset_fingerprint: str, dataset: str, method: str, params: dict, trial: int, device: str,
-             threads: int | None) -> str:
-    """The identity of one cell of the benchmark, as stored in its record."""
-    return json.dumps([dataset, dataset_fingerprint, method, params, trial, device.split(":")[0], threads],
-                      sort_keys=True, default=_plain)
+             threads: int | None, context: str = ALL) -> str:
+    """The identity of one cell of the benchmark, as stored in its record; the context is named
+    only when it is not "all", so that a cell run before contexts existed keeps its key."""
+    fields = [dataset, dataset_fingerprint, method, params, trial, device.split(":")[0], threads]
+    return json.dumps(fields if context == ALL else [*fields, context], sort_keys=True, default=_plain)
 
 
 def cell_key_of(record: dict) -> str:
@@ -180,7 +201,12 @@ def cell_key_of(record: dict) -> str:
     if fingerprint is None or "device" not in record:
         return str(record.get("cell", id(record)))
     return cell_key(fingerprint, record["dataset"], record["method"], record["params"], record.get("trial", 0),
-                    record["device"], record.get("threads"))
+                    record["device"], record.get("threads"), context_of(record))
+
+
+def context_of(record: dict) -> str:
+    """The context a record was run in: its `context`, or "all" for a record written before the field."""
+    return record.get("context", ALL)
 
 
 def _plain(value):

@@ -27,7 +27,7 @@ def serve(connection, request: DataRequest, cells: list[Cell], conditions: Condi
     try:
         fs = request.load()
         shared = SharedSteps(fs, str(conditions.device), request.cache_dir, show_progress)
-        summary, failures = prepare(shared, cells)
+        summary, failures = prepare(shared, cells, conditions.context)
     except Exception as error:
         connection.send(("fatal", f"{type(error).__name__}: {error}\n{traceback.format_exc()}"))
         return

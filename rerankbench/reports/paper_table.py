@@ -4,21 +4,26 @@ Each test set gets two metric rows -- CMC@1 and mAP, or CMC@1 and CMC@5 on Vehic
 paper reports them -- and a time row: the method's own re-ranking time (`wall_s`: after the
 shared kNN graph and query-gallery distances, which are computed once per test set and given
 in a note). Only records at the methods' default parameters are used (`overrides` empty, or
-absent in records written before it was stored);
-with several trials the metrics are the newest record's and the time the median. The best and
+absent in records written before it was stored), selected and grouped on the records'
+DataFrame (harness/frame.py); with several trials the metrics are the first trial's and the
+time the median. The best and
 second-best value of each metric row are marked (ties at the printed precision share a mark;
 second-best is the next distinct value). A failed cell is "-" with its reason in a note; a
-cell that was never run is empty. With `with_paper`, each metric and time row is followed by
+cell that was never run is empty. Records of the gallery context (--context gallery) get rows of
+their own, labelled so. With `with_paper`, each metric and time row is followed by
 the paper's number (`data/paper_table5.csv`) and, for metrics, our difference from it.
 """
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 
+import pandas as pd
+
+from ..engine.contexts import ALL, CONTEXTS, GALLERY
 from ..engine.registry import DATASET_ORDER, METHOD_ORDER, datasets, methods, rank_in
+from ..harness.store import context_of
+from ..harness.frame import newest, records_frame
 from .paper import paper_table5
-from .tables import dataset_key, latest
 
 METRIC_TITLES = {"cmc1": "CMC@1", "cmc5": "CMC@5", "map": "mAP"}
 DIGITS = 2  # metrics are printed, compared and stored in the CSV with two decimals
@@ -30,6 +35,7 @@ class Entry:
     value: float | None = None
     text: str = ""
     mark: str = ""  # "best", "second" or ""
+    same_as_best: bool = False  # not significantly different from the row's best (comparison.mark_significance)
 
 
 @dataclass
@@ -38,6 +44,8 @@ class Row:
     metric: str  # "CMC@1", "mAP", "time", "CMC@1 paper", "CMC@1 diff", ...
     entries: dict[str, Entry]
     notes: list[str] = field(default_factory=list)  # the footnotes this row refers to
+    metric_key: str = ""  # a metric row of ours: "cmc1", "map", "cmc5"
+    records: dict[str, dict] = field(default_factory=dict)  # a metric row: each ok cell's record
 
 
 @dataclass
@@ -52,24 +60,24 @@ class PaperTable:
 def build_table(records: list[dict], with_paper: bool = False) -> PaperTable:
     """Table V of `records` (any mix of test sets, methods and runs)."""
     cells = _default_cells(records)
-    if not cells:
+    if cells.empty:
         raise ValueError("no records at the methods' default parameters to make a table from")
-    names = sorted({method for _, method in cells}, key=lambda name: rank_in(METHOD_ORDER, name))
-    known = methods()
-    titles = {name: (known[name].title or name) if name in known else name for name in names}
-    keys = sorted({key for key, _ in cells}, key=lambda k: (rank_in(DATASET_ORDER, k[0]), k[1]))
+    names = sorted(cells["method"].unique(), key=lambda name: rank_in(METHOD_ORDER, name))
+    titles = {name: title_of(name) for name in names}
+    test_sets = dict(list(cells.groupby(["dataset", "fingerprint", "context"], sort=False)))
+    keys = sorted(test_sets, key=lambda k: (rank_in(DATASET_ORDER, k[0]), k[1], CONTEXTS.index(k[2])))
     notes: list[str] = []
     rows: list[Row] = []
     for key in keys:
-        group = {method: trials for (dataset, method), trials in cells.items() if dataset == key}
-        first = next(iter(group.values()))[0]
-        label = dataset_label(first, several=sum(k[0] == key[0] for k in keys) > 1)
+        group = {method: trials for method, trials in test_sets[key].groupby("method", sort=False)}
+        first = _first(next(iter(group.values())))
+        label = dataset_label(first, several=len({k[1] for k in keys if k[0] == key[0]}) > 1)
         shared = _shared_seconds(first)
         if shared is not None:
             notes.append(f"{label}: shared steps (exact kNN graph, query-gallery distances) {shared:.1f} s, "
                          "done once for every method and not in the time row")
         for method, trials in group.items():
-            training = trials[0].get("training")
+            training = _first(trials).get("training")
             if training:
                 notes.append(f"{label}: {titles[method]} was trained for {training['training_seconds']:.0f} s "
                              f"({training['epochs_done']} epochs of {training['settings']['epoch_size']} probes on "
@@ -81,27 +89,40 @@ def build_table(records: list[dict], with_paper: bool = False) -> PaperTable:
         rows.append(_time_row(label, names, group))
         if with_paper:
             rows.append(_paper_time_row(label, key[0], names))
-    chosen = [trials[0] for trials in cells.values()]
+    by_cell = cells.groupby(["dataset", "fingerprint", "context", "method"], sort=False)
+    chosen = [_first(trials) for _, trials in by_cell]
     return PaperTable(names, titles, rows, _caption(chosen, with_paper), notes)
 
 
-def _default_cells(records: list[dict]) -> dict[tuple, list[dict]]:
-    """{((test set, fingerprint), method): the newest record of each trial at default parameters,
-    trial 0 first}."""
-    cells: dict[tuple, list[dict]] = {}
-    for record in latest(records):  # trials in order within a cell
-        if record.get("overrides", {}) == {}:
-            cells.setdefault((dataset_key(record), record["method"]), []).append(record)
-    return cells
+def title_of(method: str) -> str:
+    """A method's title as the paper's tables print it ("αQE"), or its name where it has none."""
+    cls = methods().get(method)
+    return (cls.title or method) if cls else method
+
+
+def _default_cells(records: list[dict]) -> pd.DataFrame:
+    """The newest record of each cell at default parameters (records.frame: trials in order within a cell)."""
+    cells = newest(records_frame(records))
+    return cells[[record.get("overrides", {}) == {} for record in cells["record"]]]
+
+
+def _first(trials: pd.DataFrame) -> dict:
+    """The record of a cell's first trial."""
+    return trials["record"].iloc[0]
 
 
 def dataset_label(record: dict, several: bool) -> str:
-    """"MSMT17 (twin)", "VERI-Wild (small, twin)"; the scale is added when it is not 1 or when one test set comes at several."""
+    """"MSMT17 (twin)", "VERI-Wild (small, twin)"; the scale is added when it is not 1 or when one
+    test set comes at several; "gallery context" where each query was re-ranked against the gallery alone."""
     registered = datasets().get(record["dataset"])
     label = registered.title if registered and record.get("synthetic") else record["dataset"]
+    tags = []
     if record.get("synthetic"):
         scale = record.get("dataset_info", {}).get("source_scale", 1.0)
-        tag = f"twin, scale {scale:g}" if scale != 1.0 or several else "twin"
+        tags.append(f"twin, scale {scale:g}" if scale != 1.0 or several else "twin")
+    if context_of(record) != ALL:
+        tags.append(f"{context_of(record)} context")
+    for tag in tags:
         label = label[:-1] + f", {tag})" if label.endswith(")") else label + f" ({tag})"
     return label
 
@@ -113,7 +134,7 @@ def _metrics(record: dict) -> tuple[str, str]:
 def _metric_row(label: str, metric: str, names: list[str], group: dict, notes: list[str]) -> Row:
     entries, cited = {}, []
     for name in names:
-        record = group.get(name, [None])[0]
+        record = _first(group[name]) if name in group else None
         if record is None:
             entries[name] = Entry()
         elif record["status"] != "ok":
@@ -127,7 +148,8 @@ def _metric_row(label: str, metric: str, names: list[str], group: dict, notes: l
             value = round(record[metric], DIGITS)
             entries[name] = Entry(value, f"{value:.{DIGITS}f}")
     mark_best(entries)
-    return Row(label, METRIC_TITLES[metric], entries, [notes[n - 1] for n in dict.fromkeys(cited)])
+    ok = {name: _first(group[name]) for name in names if entries[name].value is not None}
+    return Row(label, METRIC_TITLES[metric], entries, [notes[n - 1] for n in dict.fromkeys(cited)], metric, ok)
 
 
 def mark_best(entries: dict[str, Entry]) -> None:
@@ -141,12 +163,12 @@ def mark_best(entries: dict[str, Entry]) -> None:
 def _time_row(label: str, names: list[str], group: dict) -> Row:
     entries = {}
     for name in names:
-        trials = [r for r in group.get(name, []) if r["status"] == "ok"]
-        if not trials:
+        trials = group[name][group[name]["status"] == "ok"] if name in group else pd.DataFrame()
+        if trials.empty:
             entries[name] = Entry(None, "-" if name in group else "")
             continue
-        seconds = statistics.median(r["wall_s"] for r in trials)
-        cuda = trials[0].get("device", "").startswith("cuda")
+        seconds = float(trials["wall_s"].median())
+        cuda = _first(trials).get("device", "").startswith("cuda")
         entries[name] = Entry(round(seconds, 4), duration(seconds) + ("*" if cuda else ""))
     return Row(label, "time", entries)
 
@@ -175,9 +197,11 @@ def _paper_time_row(label: str, dataset: str, names: list[str]) -> Row:
 
 
 def _shared_seconds(record: dict) -> float | None:
+    """The kNN graph's and the distances' seconds (in the gallery context, each gallery's graph too)."""
     steps = (record.get("shared") or {}).get("steps", {})
+    galleries = [sub.get("knn_graph") for sub in steps.values() if isinstance(sub, dict) and "gallery" in sub]
     seconds = [step["seconds"] for name, step in steps.items() if name in ("knn_graph", "distances")
-               and isinstance(step, dict) and "seconds" in step]
+               and isinstance(step, dict) and "seconds" in step] + [step["seconds"] for step in galleries if step]
     return sum(seconds) if seconds else None
 
 
@@ -189,6 +213,9 @@ def _caption(records: list[dict], with_paper: bool) -> str:
     if any(r.get("synthetic") for r in records):
         text += (" Rows marked (twin) are synthetic twins of the datasets, not the released data: their numbers "
                  "show how the methods behave, not what they score on the real images.")
+    if any(context_of(r) == GALLERY for r in records):
+        text += (" Rows marked 'gallery context' re-rank each query against the gallery alone, as if it arrived "
+                 "alone (inductive); the others re-rank the queries and the gallery together (transductive).")
     if with_paper:
         text += " 'paper': the paper's Table V; 'diff': ours minus the paper's."
     return text

@@ -11,9 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
+from ..engine.contexts import ALL, CONTEXTS
 from ..engine.registry import DATASET_ORDER, METHOD_ORDER, methods, rank_in
-from .paper_table import METRIC_TITLES, Entry, dataset_label, mark_best
-from .tables import dataset_key, latest
+from ..harness.frame import newest, records_frame
+from .figure_files import dress, pyplot, save
+from .paper_table import METRIC_TITLES, Entry, dataset_label, mark_best, title_of
+from .tables import dataset_key
 
 SECOND_METRIC_ONLY = {"k2"}  # Fig. 12 shows mAP only; the other sweeps CMC@1 and mAP (CMC@5 on VehicleID)
 LINES = [("o", "-"), ("s", "-."), ("^", ":"), ("D", "-"), ("v", "-."), ("x", ":"), ("P", "-"), ("*", "-.")]
@@ -28,9 +33,7 @@ class Curve:
     @property
     def label(self) -> str:
         """The method's title, with what was held fixed: "k-reciprocal (k1=32)"."""
-        cls = methods().get(self.method)
-        title = (cls.title or self.method) if cls else self.method
-        return title + (f" ({', '.join(f'{k}={v}' for k, v in self.fixed)})" if self.fixed else "")
+        return title_of(self.method) + (f" ({', '.join(f'{k}={v}' for k, v in self.fixed)})" if self.fixed else "")
 
 
 @dataclass
@@ -41,49 +44,67 @@ class SweepFigure:
     metrics: tuple[str, ...]
     curves: list[Curve]
     baseline: dict | None  # the baseline's record on the same test set
+    context: str = ALL
 
     @property
     def stem(self) -> str:
-        return f"{self.dataset}-{self.param}"
+        return f"{self.dataset}-{self.param}" if self.context == ALL else f"{self.dataset}-{self.context}-{self.param}"
 
 
 def sweep_figures(records: list[dict]) -> list[SweepFigure]:
     """Every sweep in `records`, one figure per (test set, parameter)."""
-    newest = [r for r in latest(records) if r.get("status") == "ok" and r.get("trial", 0) == 0]
-    groups: dict[tuple, Curve] = {}
-    for record in newest:
+    points = _sweep_points(records)
+    if points.empty:
+        return []
+    ok = newest(records_frame(records))
+    ok = ok[(ok["status"] == "ok") & (ok["trial"] == 0)]
+    baselines = {dataset_key(r): r for r in ok["record"] if r["method"] == "baseline" and not r.get("overrides")}
+    figures: dict[tuple, SweepFigure] = {}
+    curves = points.groupby(["dataset_rank", "dataset", "fingerprint", "context_rank", "context", "param",
+                             "method_rank", "method", "rest"], sort=True)
+    for (_, dataset, fingerprint, _, context, param, _, method, rest), group in curves:
+        if group["value"].nunique() < 2:
+            continue
+        key = (dataset, fingerprint, context, param)
+        curve = Curve(method, rest, dict(zip(group["value"], group["record"])))
+        if key not in figures:
+            first = group["record"].iloc[0]
+            metrics = ("cmc1", "cmc5") if first["dataset_info"].get("protocol") == "vehicleid" else ("cmc1", "map")
+            figures[key] = SweepFigure(dataset, dataset_label(first, several=False), param,
+                                       metrics[1:] if param in SECOND_METRIC_ONLY else metrics, [],
+                                       baselines.get((dataset, fingerprint, context)), context)
+        figures[key].curves.append(curve)
+    return list(figures.values())
+
+
+def _sweep_points(records: list[dict]) -> pd.DataFrame:
+    """One row for each numeric parameter set in each newest ok record of trial 0 (a point of the
+    sweep over it): test set, fingerprint, context, the parameter's paper name, method, the other
+    parameters that were set (`rest`), the value and the record."""
+    ok = newest(records_frame(records))
+    ok = ok[(ok["status"] == "ok") & (ok["trial"] == 0)]
+    rows = []
+    for record in ok["record"]:
         overrides = record.get("overrides") or {}
         for param, value in overrides.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue  # a switch (ACP's ablation) or a choice: no axis to plot along
             rest = tuple(sorted((k, str(v)) for k, v in overrides.items() if k != param))
-            key = (*dataset_key(record), _paper_name(record["method"], param), record["method"], rest)
-            groups.setdefault(key, Curve(record["method"], rest)).points[value] = record
-    baselines = {dataset_key(r): r for r in newest
-                 if r["method"] == "baseline" and not r.get("overrides")}
-    figures: dict[tuple, SweepFigure] = {}
-    for (dataset, fingerprint, param, _, _), curve in sorted(groups.items(), key=lambda item: _order(item[0])):
-        if len(curve.points) < 2:
-            continue
-        key = (dataset, fingerprint, param)
-        if key not in figures:
-            first = next(iter(curve.points.values()))
-            metrics = ("cmc1", "cmc5") if first["dataset_info"].get("protocol") == "vehicleid" else ("cmc1", "map")
-            figures[key] = SweepFigure(dataset, dataset_label(first, several=False), param,
-                                       metrics[1:] if param in SECOND_METRIC_ONLY else metrics, [],
-                                       baselines.get((dataset, fingerprint)))
-        figures[key].curves.append(curve)
-    return list(figures.values())
+            dataset, fingerprint, context = dataset_key(record)
+            rows.append({"dataset_rank": rank_in(DATASET_ORDER, dataset)[0], "dataset": dataset,
+                         "fingerprint": fingerprint, "context_rank": CONTEXTS.index(context), "context": context,
+                         "param": _paper_name(record["method"], param),
+                         "method_rank": rank_in(METHOD_ORDER, record["method"])[0], "method": record["method"],
+                         "rest": rest, "value": value, "record": record})
+    frame = pd.DataFrame(rows)
+    if rows:  # the values as they were recorded (5, not 5.0)
+        frame["value"] = pd.Series([row["value"] for row in rows], dtype=object)
+    return frame
 
 
 def _paper_name(method: str, param: str) -> str:
     aliases = getattr(methods().get(method), "aliases", {})
     return next((alias for alias, own in aliases.items() if own == param), param)
-
-
-def _order(key: tuple):
-    dataset, fingerprint, param, method, rest = key
-    return rank_in(DATASET_ORDER, dataset), fingerprint, param, rank_in(METHOD_ORDER, method), rest
 
 
 def draw_sweeps(records: list[dict], folder: str | Path) -> list[Path]:
@@ -96,13 +117,7 @@ def draw_sweeps(records: list[dict], folder: str | Path) -> list[Path]:
 
 def draw(figure: SweepFigure, folder: str | Path) -> list[Path]:
     """Write `<dataset>-<param>.png` and `.pdf` into `folder`; returns their paths."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, len(figure.metrics), figsize=(5.2 * len(figure.metrics), 4.0), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(figure.metrics), figsize=(5.2 * len(figure.metrics), 4.0), squeeze=False)
     for axis, metric in zip(axes[0], figure.metrics):
         for number, curve in enumerate(figure.curves):
             marker, style = LINES[number % len(LINES)]
@@ -111,18 +126,8 @@ def draw(figure: SweepFigure, folder: str | Path) -> list[Path]:
                       markersize=4, linewidth=1.4, markevery=max(1, len(values) // 12), label=curve.label)
         if figure.baseline is not None:
             axis.axhline(figure.baseline[metric], color="black", linestyle="--", linewidth=1.2, label="Baseline")
-        axis.set_xlabel(figure.param)
-        axis.set_ylabel(f"{METRIC_TITLES[metric]} (%)")
-        axis.set_title(f"{METRIC_TITLES[metric]} (%) wrt. {figure.param}")
-        axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=8)
-    fig.suptitle(f"Performance versus {figure.param} on {figure.label}", fontsize=11)
-    fig.tight_layout()
-    paths = [folder / f"{figure.stem}.{suffix}" for suffix in ("png", "pdf")]
-    for path in paths:  # no creation date: the same records give the same files
-        fig.savefig(path, dpi=150, metadata={"CreationDate": None} if path.suffix == ".pdf" else None)
-    plt.close(fig)
-    return paths
+        dress(axis, figure.param, f"{METRIC_TITLES[metric]} (%)", f"{METRIC_TITLES[metric]} (%) wrt. {figure.param}")
+    return save(fig, folder, figure.stem, f"Performance versus {figure.param} on {figure.label}")
 
 
 def peak_table(figure: SweepFigure, metric: str) -> str:

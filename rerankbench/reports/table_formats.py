@@ -1,9 +1,10 @@
 """A `PaperTable` written as Markdown, LaTeX or CSV, and the CSV read back.
 
 LaTeX needs \\usepackage{booktabs,xcolor}; the best value of a row is \\textcolor{red}, the
-second \\textcolor{blue}, as in the paper; a note is cited as a superscript. The CSV
-holds the numbers (two decimals; seconds in the time rows) with "-" for a failed cell, "" for
-one never run, and a last column with the notes the row cites.
+second \\textcolor{blue}, as in the paper; a note is cited as a superscript, and a value not
+significantly different from the row's best (`table --significance`) is followed by a dagger
+(in Markdown too). The CSV holds the numbers (two decimals; seconds in the time rows) with "-"
+for a failed cell, "" for one never run, and a last column with the notes the row cites.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import io
 from .paper_table import PaperTable
 
 MARKDOWN_MARKS = {"best": "**{}**", "second": "_{}_", "": "{}"}
+SAME_AS_BEST = "†"  # not significantly different from the row's best
 LATEX_COLOURS = {"best": "red", "second": "blue"}
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "α": r"$\alpha$"}
@@ -23,7 +25,8 @@ def to_markdown(table: PaperTable) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     previous = None
     for row in table.rows:
-        cells = [MARKDOWN_MARKS[e.mark].format(e.text) if e.text else "" for e in (row.entries[m] for m in table.methods)]
+        cells = [MARKDOWN_MARKS[e.mark].format(e.text) + (SAME_AS_BEST if e.same_as_best else "") if e.text else ""
+                 for e in (row.entries[m] for m in table.methods)]
         name = row.dataset if row.dataset != previous else ""
         previous = row.dataset
         lines.append("| " + " | ".join(text.replace("|", "\\|") for text in [name, row.metric, *cells]) + " |")
@@ -63,7 +66,8 @@ def _latex_cell(entry) -> str:
     if not entry.text:
         return ""
     text = latex_escape(entry.text).replace("[", "\\textsuperscript{").replace("]", "}")
-    return f"\\textcolor{{{LATEX_COLOURS[entry.mark]}}}{{{text}}}" if entry.mark else text
+    text = f"\\textcolor{{{LATEX_COLOURS[entry.mark]}}}{{{text}}}" if entry.mark else text
+    return text + ("$^\\dagger$" if entry.same_as_best else "")
 
 
 def to_csv(table: PaperTable) -> str:

@@ -1,26 +1,20 @@
 """Tables generated from the stored records, never edited by hand."""
 from __future__ import annotations
 
-from ..engine.registry import DATASET_ORDER, METHOD_ORDER, methods, rank_in
-from ..harness.store import cell_key_of
+from ..engine.contexts import ALL
+from ..engine.registry import methods
+from ..harness.frame import newest, records_frame
+from ..harness.store import context_of
 
 
-def _order(record: dict):
-    return (rank_in(DATASET_ORDER, record["dataset"]), rank_in(METHOD_ORDER, record["method"]),
-            str(record["params"]), record.get("trial", 0))
-
-
-def dataset_key(record: dict) -> tuple[str, str]:
-    """The feature set a record belongs to: (test set, fingerprint of its features)."""
-    return record["dataset"], record.get("dataset_info", {}).get("fingerprint", "")
+def dataset_key(record: dict) -> tuple[str, str, str]:
+    """The setting a record belongs to: (test set, fingerprint of its features, context)."""
+    return record["dataset"], record.get("dataset_info", {}).get("fingerprint", ""), context_of(record)
 
 
 def latest(records: list[dict]) -> list[dict]:
     """The newest record of each cell, in the paper's order (test set, method, params, trial)."""
-    newest = {}
-    for record in records:
-        newest[cell_key_of(record)] = record
-    return sorted(newest.values(), key=_order)
+    return newest(records_frame(records))["record"].tolist()
 
 
 def markdown_table(records: list[dict]) -> str:
@@ -30,7 +24,8 @@ def markdown_table(records: list[dict]) -> str:
     synthetic = False
     for r in latest(records):
         synthetic |= bool(r.get("synthetic"))
-        name = r["dataset"] + (" (twin)" if r.get("synthetic") else "")
+        tags = ["twin"] * bool(r.get("synthetic")) + [f"{context_of(r)} context"] * (context_of(r) != ALL)
+        name = r["dataset"] + (f" ({', '.join(tags)})" if tags else "")
         cls = methods().get(r["method"])
         shown = cls.brief(r["params"], r.get("overrides") or {}) if cls else r["params"]
         params = ", ".join(f"{k}={v}" for k, v in shown.items()) or "-"
@@ -43,6 +38,8 @@ def markdown_table(records: list[dict]) -> str:
     lines = ["| " + " | ".join(row) + " |" for row in rows]
     if synthetic:
         lines.append("\n(twin): synthetic twin of the dataset, not the released data.")
+    if any(context_of(r) != ALL for r in records):
+        lines.append("gallery context: each query re-ranked against the gallery alone (inductive).")
     return "\n".join(lines)
 
 

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 
+from ..engine.contexts import ALL
 from ..engine.registry import DATASET_ORDER, METHOD_ORDER, rank_in
+from ..harness.frame import last_of, records_frame
 from .tables import dataset_key
 
 
 def _latest(records: list[dict]) -> list[dict]:
-    """The last record of each (test set, method, parameters)."""
-    chosen: dict[tuple, dict] = {}
-    for record in records:
-        chosen[(*dataset_key(record), record["method"], json.dumps(record["params"], sort_keys=True))] = record
-    return sorted(chosen.values(), key=lambda r: (rank_in(DATASET_ORDER, r["dataset"]), rank_in(METHOD_ORDER, r["method"])))
+    """The last record of each (test set, method, parameters), in the paper's order of test sets and methods."""
+    frame = records_frame(records)
+    frame["params_json"] = [json.dumps(record["params"], sort_keys=True) for record in frame["record"]]
+    chosen = last_of(frame, ["dataset", "fingerprint", "context", "method", "params_json"])["record"]
+    return sorted(chosen, key=lambda r: (rank_in(DATASET_ORDER, r["dataset"]), rank_in(METHOD_ORDER, r["method"])))
 
 
 def _seconds(step: dict | None) -> str:
@@ -39,6 +41,12 @@ def _shared_lines(record: dict) -> list[str]:
                for label, sub in steps.items() if isinstance(sub, dict) and "derive" in sub]
     peak = record.get("shared", {}).get("peak_rss_mb")
     lines = [line + (f"; peak RSS of the shared steps {peak:.0f} MB" if peak else "")]
+    galleries = [sub for sub in steps.values() if isinstance(sub, dict) and "gallery" in sub]
+    if galleries:
+        graphs = sum((sub.get("knn_graph") or {}).get("seconds", 0.0) for sub in galleries)
+        sizes = sorted({sub["gallery"]["rows"] for sub in galleries})
+        lines.append(f"gallery context: {len(galleries)} gallery(ies) of {', '.join(map(str, sizes))} rows, their own "
+                     f"kNN graphs {graphs:.1f} s in all")
     return lines + [f"derived ({text})" for text in derived]
 
 
@@ -61,7 +69,8 @@ def time_memory_report(records: list[dict]) -> str:
     for key in dict.fromkeys(map(dataset_key, chosen)):
         rows = [r for r in chosen if dataset_key(r) == key]
         info = rows[0]["dataset_info"]
-        lines += [f"## {key[0]} (scale {info.get('source_scale', 1.0):g}): {info['num_query']} queries x "
+        context = "" if key[2] == ALL else f", {key[2]} context"
+        lines += [f"## {key[0]} (scale {info.get('source_scale', 1.0):g}{context}): {info['num_query']} queries x "
                   f"{info['num_gallery']} gallery (T = {info['num_query'] + info['num_gallery']})", ""]
         lines += [f"- {text}" for text in _shared_lines(rows[0])] + [""]
         lines += ["| method | params | re-rank s | scoring s | peak RSS MB | CMC@1 | CMC@5 | mAP | status |",

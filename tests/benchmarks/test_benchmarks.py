@@ -19,6 +19,7 @@ from rerankbench.engine import registry
 from rerankbench.engine.neighbours import build_knn_graph
 from rerankbench.engine.shared import SharedSteps
 from rerankbench.evaluation.protocols import evaluate_all
+from rerankbench.evaluation.significance import bootstrap_interval, permutation_test
 from rerankbench.features.trials import candidate_rows
 
 SIZES = {"small": ("market1501", 0.1), "large": ("msmt17", 0.1)}  # T = 1,928 and 9,382
@@ -75,3 +76,12 @@ def test_evaluation(benchmark, prepared):
     benchmark.group = f"shared steps, {size}"
     metrics = benchmark.pedantic(evaluate_all, args=(distances, shared.fs), rounds=ROUNDS, iterations=1)
     assert 0 < metrics["map"] <= 100
+
+
+def test_paired_tests(benchmark):
+    """compare's two tests, 10,000 rounds each, over as many queries as the full MSMT17 twin has."""
+    x = np.random.default_rng(0).normal(0, 1, 11_659)
+    benchmark.group = "compare"
+    p_value, _ = benchmark.pedantic(lambda: (permutation_test(x), bootstrap_interval(x, np.zeros(len(x), int))),
+                                    rounds=ROUNDS, iterations=1)
+    assert 0 < p_value <= 1
