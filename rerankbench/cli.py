@@ -12,6 +12,8 @@ from pathlib import Path
 from .acp.training import TrainingSettings
 from .engine import registry
 from .engine.contexts import CONTEXTS
+from .engine.knn_backends import BACKENDS, parse_knn
+from .engine.top_l import DEFAULT_L
 from .features.extraction import Extraction
 from .features.trials import PROTOCOLS
 from .harness.loading import DataRequest, features_file_name
@@ -181,6 +183,16 @@ def _run_options(parser, methods: str) -> None:
     parser.add_argument("--context", choices=CONTEXTS, default="all", help="all: queries and gallery form X together "
                         "(transductive, the paper's setting; default); gallery: each query re-ranked against the "
                         "gallery alone, as if it arrived alone (inductive)")
+    parser.add_argument("--knn", choices=BACKENDS, default="exact", help="the kNN graph: exact (default, the "
+                        "reference), or faiss's flat (exact), ivf or hnsw (approximate: recall recorded)")
+    parser.add_argument("--knn-param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a parameter of the kNN backend, e.g. nprobe=32, efSearch=128, screen=bf16 (repeatable)")
+    parser.add_argument("--top-l", type=int, metavar="L", help="re-rank each query's top L baseline candidates, the "
+                        f"rest in baseline order (default: L = {DEFAULT_L} when the M x N distances exceed the budget)")
+    parser.add_argument("--matrix-budget", type=float, metavar="MB", help="the M x N distances' budget before top-L "
+                        "re-ranking is chosen (default: a quarter of the RAM)")
+    parser.add_argument("--distractors", type=int, default=0, metavar="N", help="add N generated distractor images "
+                        "(identity 0) to each twin's gallery")
     parser.add_argument("--trials", type=int, default=1, help="repetitions of each cell (timing)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dim", type=int, default=2048, help="feature dimension of the twins")
@@ -268,7 +280,8 @@ def _run(args) -> int:
     options = RunOptions(args.results, args.scale, args.seed, args.dim, args.device, args.threads, args.time_limit,
                          args.memory_limit, args.force, args.features, args.protocol, not args.no_progress,
                          args.command_line, args.data_root, _extraction(args), args.executor, args.address,
-                         args.cpus_per_cell, args.skip_failed, args.context)
+                         args.cpus_per_cell, args.skip_failed, args.context, parse_knn(args.knn, args.knn_param),
+                         args.top_l, args.matrix_budget, args.distractors)
     try:
         records = run_benchmark(dataset_names, cells, options, args.trials)
     except KeyboardInterrupt:

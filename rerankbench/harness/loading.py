@@ -30,6 +30,7 @@ class DataRequest:
     data_root: str | None = None
     extraction: Extraction | None = None  # with data_root: the checkpoint and its options
     with_train: bool = False  # also the train split (a learned method's)
+    distractors: int = 0  # extra distractors in a twin's gallery (twins/distractors.py)
 
     def __post_init__(self) -> None:
         check_sources(self.features_file, self.data_root, self.extraction)
@@ -43,7 +44,7 @@ class DataRequest:
                                       with_train=self.with_train, show_progress=self.show_progress, log=log)
         else:
             fs = datasets()[self.dataset].load(self.scale, self.seed, self.dim, self.with_train, self.cache_dir,
-                                               self.show_progress)
+                                               self.show_progress, self.distractors)
         return fs.with_protocol(check_protocol(self.protocol)) if self.protocol else fs
 
 
