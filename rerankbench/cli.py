@@ -125,6 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--output", default="results/benchmarks")
 
+    knn_bench = commands.add_parser("knn-benchmark", help="the kNN graph's builds side by side: exact, screened, "
+                                    "ivf, hnsw (writes results/benchmarks/)")
+    knn_bench.add_argument("--dataset", default="msmt17")
+    knn_bench.add_argument("--scale", type=float, default=1.0)
+    knn_bench.add_argument("--k", type=int, default=100)
+    knn_bench.add_argument("--rows", type=int, help="the first ROWS rows of X only (default: all)")
+    knn_bench.add_argument("--note", default="", help="a remark for the report, e.g. on other load on the machine")
+    knn_bench.add_argument("--output", default="results/benchmarks")
+
     acp_bench = commands.add_parser("acp-benchmark", help="ACP's training and re-ranking time against the budgets "
                                     "(writes results/benchmarks/)")
     acp_bench.add_argument("--dataset", default="msmt17")
@@ -163,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                     "compare": _compare,
                     "plot": _plot, "report": _report, "export": _export, "calibrate": _calibrate, "benchmark": _benchmark,
                     "extraction-benchmark": _extraction_benchmark, "compare-reference": _compare_reference,
-                    "train": _train, "model-figures": _model_figures, "acp-benchmark": _acp_benchmark}
+                    "train": _train, "model-figures": _model_figures, "acp-benchmark": _acp_benchmark,
+                    "knn-benchmark": _knn_benchmark}
         return commands[args.command](args)
     except (ValueError, OSError) as error:  # FeatureError, StoreError, DamagedFile are ValueErrors
         print(f"error: {_one_line(error)}", file=sys.stderr)
@@ -395,6 +405,12 @@ def _calibrate(args) -> int:
 def _benchmark(args) -> int:
     from .benchmarks.shared_steps import run
     run(args.dataset, args.scale, args.k, args.device, args.output)
+    return 0
+
+
+def _knn_benchmark(args) -> int:
+    from .benchmarks.knn_graphs import run
+    run(args.dataset, args.scale, args.k, args.rows, note=args.note, output=args.output)
     return 0
 
 
