@@ -40,6 +40,8 @@ class DataRequest:
             fs = load_features_file(self.features_file, check_protocol(self.protocol or "market"))
             return fs if self.with_train else dataclasses.replace(fs, train=None)
         if self.data_root is not None:
+            if datasets()[self.dataset].released is None:
+                raise ValueError(f"{self.dataset} is a twin only: no released folder is read for it (drop --data-root)")
             fs = released_feature_set(datasets()[self.dataset], self.data_root, self.extraction, self.cache_dir,
                                       with_train=self.with_train, show_progress=self.show_progress, log=log)
         else:
