@@ -23,9 +23,19 @@ def read_released(data_root: Path) -> ReleasedSplits:
     return scanned_splits(root, NAME, "bounding_box_train", "query", "bounding_box_test")
 
 
-DATASETS = [TwinDataset(
+MARKET1501 = TwinDataset(
     name="market1501", title="Market-1501", reference="Zheng et al., ICCV 2015",
     train=SplitCounts(751, 12936, 6), query=SplitCounts(750, 3368, 6), gallery=SplitCounts(750, 15913, 6),
     distractors=2798, released=ReleasedLayout(read_released, PERSON_SIZE),
     # noise and view_share: fitted by `python -m rerankbench calibrate --fit` (docs/calibration.md)
-    model=TwinModel(noise=0.605, view_share=0.777))]
+    model=TwinModel(noise=0.605, view_share=0.777))
+
+# Market-1501 + 500k (Zheng et al., ICCV 2015; k-reciprocal re-ranking's large-gallery test, Zhong et
+# al., CVPR 2017, Table 4): the Market-1501 twin, its queries and gallery as they are, and 500,000
+# distractors (identity 0) after its gallery; k1 = N/C stays Market-1501's (no real data: twin only).
+MARKET1501_500K = TwinDataset(
+    name="market1501_500k", title="Market-1501+500k", reference="Zheng et al., ICCV 2015 (500k distractors)",
+    train=MARKET1501.train, query=MARKET1501.query, gallery=MARKET1501.gallery, distractors=MARKET1501.distractors,
+    model=MARKET1501.model, extra_distractors=500_000, twin_of=MARKET1501, in_all=False)
+
+DATASETS = [MARKET1501, MARKET1501_500K]

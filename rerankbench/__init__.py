@@ -31,19 +31,25 @@ def load_dataset(name: str, scale: float = 0.1, seed: int = 0, dim: int = 2048, 
     return datasets()[chosen[0]].load(scale, seed, dim, with_train, cache_dir)
 
 
-def rerank(method_name: str, feature_set: FeatureSet, device: str = "cpu", context: str = "all", **params) -> np.ndarray:
+def rerank(method_name: str, feature_set: FeatureSet, device: str = "cpu", context: str = "all",
+           knn: str = "exact", knn_params: dict | None = None, **params) -> np.ndarray:
     """The M x N query-to-gallery distances of a method on a feature set (device: cpu, cuda or auto;
-    context: all, the queries and gallery together, or gallery, each query against the gallery alone)."""
+    context: all, the queries and gallery together, or gallery, each query against the gallery alone;
+    knn: the kNN graph's backend, exact, flat, ivf or hnsw, with knn_params such as {"nprobe": 64})."""
     from .engine.contexts import check_context, in_context
     from .engine.distances import materialise
+    from .engine.knn_backends import parse_knn
     from .engine.registry import method
     from .engine.shared import SharedSteps
     if not isinstance(method_name, str):
         raise TypeError(f"rerank: method_name must be a method's name (str), e.g. 'aqe', got {_described(method_name)}")
     _check_feature_set(feature_set, "rerank")
     check_context(context)
+    choice = parse_knn(knn, knn_params or {})
+    if context != "all" and choice.identity() is not None:
+        raise ValueError(f"knn={knn!r} builds one graph over X; the gallery context uses the exact graph only")
     reranker = method(method_name, **params)
-    shared = SharedSteps(feature_set, device)
+    shared = SharedSteps(feature_set, device, knn=choice)
     m, n = feature_set.num_query, feature_set.num_gallery
     return materialise(in_context(reranker, shared, context), np.arange(m), np.arange(m, m + n))
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from .acp.training import TrainingSettings
 from .engine import registry
 from .engine.contexts import CONTEXTS
+from .engine.knn_backends import BACKENDS, parse_knn
+from .engine.top_l import DEFAULT_L
 from .features.extraction import Extraction
 from .features.trials import PROTOCOLS
 from .harness.loading import DataRequest, features_file_name
@@ -123,6 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--output", default="results/benchmarks")
 
+    knn_bench = commands.add_parser("knn-benchmark", help="the kNN graph's builds side by side: exact, screened, "
+                                    "ivf, hnsw (writes results/benchmarks/)")
+    knn_bench.add_argument("--dataset", default="msmt17")
+    knn_bench.add_argument("--scale", type=float, default=1.0)
+    knn_bench.add_argument("--k", type=int, default=100)
+    knn_bench.add_argument("--rows", type=int, help="the first ROWS rows of X only (default: all)")
+    knn_bench.add_argument("--note", default="", help="a remark for the report, e.g. on other load on the machine")
+    knn_bench.add_argument("--output", default="results/benchmarks")
+
     acp_bench = commands.add_parser("acp-benchmark", help="ACP's training and re-ranking time against the budgets "
                                     "(writes results/benchmarks/)")
     acp_bench.add_argument("--dataset", default="msmt17")
@@ -161,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                     "compare": _compare,
                     "plot": _plot, "report": _report, "export": _export, "calibrate": _calibrate, "benchmark": _benchmark,
                     "extraction-benchmark": _extraction_benchmark, "compare-reference": _compare_reference,
-                    "train": _train, "model-figures": _model_figures, "acp-benchmark": _acp_benchmark}
+                    "train": _train, "model-figures": _model_figures, "acp-benchmark": _acp_benchmark,
+                    "knn-benchmark": _knn_benchmark}
         return commands[args.command](args)
     except (ValueError, OSError) as error:  # FeatureError, StoreError, DamagedFile are ValueErrors
         print(f"error: {_one_line(error)}", file=sys.stderr)
@@ -181,6 +193,16 @@ def _run_options(parser, methods: str) -> None:
     parser.add_argument("--context", choices=CONTEXTS, default="all", help="all: queries and gallery form X together "
                         "(transductive, the paper's setting; default); gallery: each query re-ranked against the "
                         "gallery alone, as if it arrived alone (inductive)")
+    parser.add_argument("--knn", choices=BACKENDS, default="exact", help="the kNN graph: exact (default, the "
+                        "reference), or faiss's flat (exact), ivf or hnsw (approximate: recall recorded)")
+    parser.add_argument("--knn-param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a parameter of the kNN backend, e.g. nprobe=32, efSearch=128, screen=bf16 (repeatable)")
+    parser.add_argument("--top-l", type=int, metavar="L", help="re-rank each query's top L baseline candidates, the "
+                        f"rest in baseline order (default: L = {DEFAULT_L} when the M x N distances exceed the budget)")
+    parser.add_argument("--matrix-budget", type=float, metavar="MB", help="the M x N distances' budget before top-L "
+                        "re-ranking is chosen (default: a quarter of the RAM)")
+    parser.add_argument("--distractors", type=int, default=0, metavar="N", help="add N generated distractor images "
+                        "(identity 0) to each twin's gallery")
     parser.add_argument("--trials", type=int, default=1, help="repetitions of each cell (timing)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dim", type=int, default=2048, help="feature dimension of the twins")
@@ -268,7 +290,8 @@ def _run(args) -> int:
     options = RunOptions(args.results, args.scale, args.seed, args.dim, args.device, args.threads, args.time_limit,
                          args.memory_limit, args.force, args.features, args.protocol, not args.no_progress,
                          args.command_line, args.data_root, _extraction(args), args.executor, args.address,
-                         args.cpus_per_cell, args.skip_failed, args.context)
+                         args.cpus_per_cell, args.skip_failed, args.context, parse_knn(args.knn, args.knn_param),
+                         args.top_l, args.matrix_budget, args.distractors)
     try:
         records = run_benchmark(dataset_names, cells, options, args.trials)
     except KeyboardInterrupt:
@@ -382,6 +405,12 @@ def _calibrate(args) -> int:
 def _benchmark(args) -> int:
     from .benchmarks.shared_steps import run
     run(args.dataset, args.scale, args.k, args.device, args.output)
+    return 0
+
+
+def _knn_benchmark(args) -> int:
+    from .benchmarks.knn_graphs import run
+    run(args.dataset, args.scale, args.k, args.rows, note=args.note, output=args.output)
     return 0
 
 

@@ -68,8 +68,8 @@ def select(names: str | list[str], known: dict, kind: str) -> list[str]:
         names = [n.strip() for n in names.split(",") if n.strip()]
     chosen = []
     for name in names:
-        if name == "all":
-            matches = list(known)
+        if name == "all":  # all but the large-gallery sets, which are named (market1501_500k)
+            matches = [key for key, value in known.items() if getattr(value, "in_all", True)]
         else:
             matches = [name] if name in known else [k for k in known if k.startswith(name + "_")]
         if not matches:

@@ -14,6 +14,12 @@ alone: `gallery_context(rows)` gives the shared steps of one gallery -- the same
 query-gallery distances, the gallery's own kNN graph (neighbours.build_gallery_graph) -- made
 once per gallery (VehicleID: one per draw), cached under `gallery-<digest>/` and reported in
 the summary under that label; their derived steps are the gallery context's too.
+
+The kNN graph comes from the backend `knn` (knn_backends.py: exact by default, or faiss's flat,
+ivf, hnsw); an approximate graph is cached under `graph-<backend>-<digest of its parameters>/`
+with its knn_recall, the exact one where it always was. With `whole_distances=False` (top-L
+re-ranking, top_l.py: the M x N matrix would not fit) the query-gallery distances are never
+stored: `query_gallery_distances()` computes them block by block from X.
 """
 from __future__ import annotations
 
@@ -33,14 +39,18 @@ from ..features.trials import candidate_rows
 from ..runtime.device import resolve_device
 from ..runtime.files import DamagedFile, discard, folder_lock, load_npy, load_npz, write_atomic, write_text_atomic
 from ..runtime.progress import progress
-from .distances import PrecomputedDistances, euclidean_blocks
+from .distances import FeatureDistances, PrecomputedDistances, euclidean_blocks
+from .knn_backends import KnnChoice
 from .neighbours import KnnGraph, build_gallery_graph, build_knn_graph
 
 
 class SharedSteps:
     def __init__(self, fs: FeatureSet, device: str = "cpu", cache_dir: str | Path | None = None,
-                 show_progress: bool = False, gallery: np.ndarray | None = None):
+                 show_progress: bool = False, gallery: np.ndarray | None = None, knn: KnnChoice | None = None,
+                 whole_distances: bool = True):
         self.fs = fs
+        self.knn = knn or KnnChoice()
+        self.whole_distances = whole_distances  # False: top-L mode, distances from X block by block
         self.device = resolve_device(str(device))
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.folder = None if cache_dir is None else self.cache_dir / "shared" / f"{fs.name}-{fs.fingerprint}"
@@ -72,6 +82,7 @@ class SharedSteps:
         """Make or load the kNN graph for k (if k) and, if asked, the query-gallery distances;
         when both must be computed they come from one pass over X X^T."""
         k = min(k, self.widest)
+        with_distances = with_distances and self.whole_distances
         if self._distances_of is not None and with_distances:
             self._distances = self._distances_of.query_gallery_distances()
         if not (k and not self._has_graph(k)) and not (with_distances and self._distances is None):
@@ -81,7 +92,8 @@ class SharedSteps:
                 self._graph = self._load_graph(k) or self._graph
             if with_distances and self._distances is None:
                 self._distances = self._load_distances()
-            if k and not self._has_graph(k) and with_distances and self._distances is None and self.gallery is None:
+            if (k and not self._has_graph(k) and with_distances and self._distances is None and self.gallery is None
+                    and self.knn.identity() is None and self.knn.resolved(1)["screen"] == "fp32"):
                 def graph_and_distances(matrix, rows, columns):
                     self._graph = self._build_graph(k, keep=(rows, columns, matrix))
                     return {"seconds": 0.0, "with_knn_graph": True}
@@ -104,7 +116,9 @@ class SharedSteps:
 
     def query_gallery_distances(self) -> PrecomputedDistances:
         """||x_q - x_g|| for every candidate query row q and gallery row g (a float32 array,
-        memory-mapped from the cache when there is one)."""
+        memory-mapped from the cache when there is one); in top-L mode computed from X per block."""
+        if not self.whole_distances:
+            return FeatureDistances(self.features)
         if self._distances is None and self._distances_of is not None:
             self._distances = self._distances_of.query_gallery_distances()
         if self._distances is None:
@@ -172,30 +186,63 @@ class SharedSteps:
         self.timings["distances"] = {**_read_json(path), "cached": True, "load_seconds": time.perf_counter() - start}
         return PrecomputedDistances(matrix, rows, columns)
 
+    @property
+    def graph_folder(self) -> Path | None:
+        """Where this backend's graphs are cached: the steps' folder for the exact graph, else
+        graph-<backend>-<digest of the parameters set>/ in it."""
+        identity = self.knn.identity()
+        if self.folder is None or identity is None:
+            return self.folder
+        digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+        return self.folder / f"graph-{identity['backend']}-{digest}"
+
+    def has_cached_graph(self, k: int) -> bool:
+        """Whether a graph of k neighbours or more is here or in the cache (then loaded)."""
+        if not self._has_graph(k):
+            self._graph = self._load_graph(k) or self._graph
+        return self._has_graph(k)
+
+    def store_graph(self, graph: KnnGraph, timing: dict) -> None:
+        """Keep a graph made elsewhere (the Ray executor's shards) as this backend's graph for its k."""
+        self.timings["knn_graph"] = {**timing, "k": graph.k, "cached": False}
+        self._graph = graph
+        if self.graph_folder is not None:
+            path = write_atomic(self.graph_folder / f"knn-{graph.k}.npz", lambda tmp: np.savez(
+                tmp, indices=graph.indices, distances=graph.distances, farthest=graph.farthest))
+            _write_json(path, self.timings["knn_graph"])
+
     def _build_graph(self, k: int, keep=None) -> KnnGraph:
         x = self.features
         start = time.perf_counter()
-        if self.gallery is None:
+        found = {}
+        if self.gallery is not None:
+            if self.knn.identity() is not None:
+                raise ValueError(f"--knn {self.knn.backend} builds one graph over X; the gallery context uses the "
+                                 f"exact graph only (--knn exact)")
+            graph = build_gallery_graph(x, self.gallery, k, self.show_progress)
+        elif keep is not None:
             graph = build_knn_graph(x, k, self.show_progress, keep)
         else:
-            graph = build_gallery_graph(x, self.gallery, k, self.show_progress)
-        seconds = time.perf_counter() - start
-        self.timings["knn_graph"] = {"seconds": seconds, "k": k, "cached": False}
+            graph, found = self.knn.build(x, k, self.show_progress)
+        timing = {"seconds": time.perf_counter() - start, "backend": self.knn.backend, **found}
         if keep is not None:
-            self.timings["knn_graph"]["with_distances"] = True
-        if self.folder is not None:
-            path = write_atomic(self.folder / f"knn-{k}.npz", lambda tmp: np.savez(
-                tmp, indices=graph.indices, distances=graph.distances, farthest=graph.farthest))
-            _write_json(path, {"seconds": seconds, "k": k})
+            timing["with_distances"] = True
+        self.store_graph(graph, timing)
         return graph
+
+    @property
+    def knn_recall(self) -> float | None:
+        """The approximate graph's recall@K against the exact one (knn_backends.recall_at_k), or None."""
+        return self.timings.get("knn_graph", {}).get("knn_recall")
 
     def _load_graph(self, k: int) -> KnnGraph | None:
         """The smallest cached graph of k neighbours or more, checked (whole, T x K); a damaged
         file is reported and removed."""
-        if self.folder is None or not self.folder.exists():
+        folder = self.graph_folder
+        if folder is None or not folder.exists():
             return None
         total = len(self.features)
-        stored = sorted((int(p.stem.split("-")[1]), p) for p in self.folder.glob("knn-*.npz") if p.stem.split("-")[1].isdigit())
+        stored = sorted((int(p.stem.split("-")[1]), p) for p in folder.glob("knn-*.npz") if p.stem.split("-")[1].isdigit())
         for size, path in stored:
             if size < k:
                 continue
@@ -245,7 +292,7 @@ class SharedSteps:
         """New steps to keep under `label` (cached in that subfolder), in this one's context unless a
         gallery is given."""
         child = SharedSteps(self.fs, str(self.device), None, self.show_progress,
-                            self.gallery if gallery is None else gallery)
+                            self.gallery if gallery is None else gallery, self.knn, self.whole_distances)
         child.cache_dir, child.root = self.cache_dir, self.root
         child.folder = None if self.folder is None else self.folder / label
         return child

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ..engine.contexts import ALL, in_context, prepare_in_context
+from ..engine.knn_backends import KnnChoice
+from ..engine.top_l import TopLDistances
 from ..engine.registry import method
 from ..engine.shared import SharedSteps
 from ..evaluation.per_query import PerQuery
@@ -38,24 +40,30 @@ class Cell:
 @dataclass(frozen=True)
 class Conditions:
     """What every cell of a run is measured under: the device, the seed, the torch thread count
-    (part of a cell's identity: timings depend on it) and the context (engine/contexts.py: all,
-    or gallery: each query re-ranked against the gallery alone)."""
+    (part of a cell's identity: timings depend on it), the context (engine/contexts.py: all,
+    or gallery: each query re-ranked against the gallery alone), the kNN graph's backend
+    (engine/knn_backends.py) and top_l (engine/top_l.py: each query's top L baseline candidates
+    re-ranked, the rest in baseline order after them; None: the whole gallery)."""
 
     device: torch.device
     seed: int
     threads: int
     context: str = ALL
+    knn: KnnChoice = KnnChoice()
+    top_l: int | None = None
 
 
 def identity(cell: Cell, fs: FeatureSet, conditions: Conditions) -> dict:
     """The fields that name a cell in its record, finished or failed."""
     instance = cell.instance()
     params = instance.resolved(fs)
+    knn = conditions.knn.describe(fs.num_query + fs.num_gallery)
     return {"cell": cell_key(fs.fingerprint, cell.dataset, cell.method, params, cell.trial, str(conditions.device),
-                             conditions.threads, conditions.context),
+                             conditions.threads, conditions.context, knn, conditions.top_l),
             "dataset": cell.dataset, "dataset_info": fs.describe(), "synthetic": fs.synthetic,
             "method": cell.method, "params": params, "overrides": {key: params[key] for key in instance.overrides},
-            "trial": cell.trial, "seed": conditions.seed, "context": conditions.context}
+            "trial": cell.trial, "seed": conditions.seed, "context": conditions.context, "knn": knn,
+            "top_l": conditions.top_l}
 
 
 def failed_record(cell: Cell, fs: FeatureSet, conditions: Conditions, error: str, failure: str, **extra) -> dict:
@@ -108,7 +116,10 @@ def run_cell(cell: Cell, shared: SharedSteps, conditions: Conditions, shared_sum
     try:
         instance = cell.instance()
         start = time.perf_counter()
-        distances = TimedDistances(in_context(instance, shared, conditions.context))
+        distances = in_context(instance, shared, conditions.context)
+        if conditions.top_l is not None:
+            distances = TopLDistances(distances, shared.features, conditions.top_l)
+        distances = TimedDistances(distances)
         rerank_s = time.perf_counter() - start
         start = time.perf_counter()
         scored = score_trials(distances, fs)
@@ -122,7 +133,7 @@ def run_cell(cell: Cell, shared: SharedSteps, conditions: Conditions, shared_sum
     return {**identity(cell, fs, conditions), "status": "ok", "error": None, **metrics,
             "wall_s": rerank_s + distances.seconds, "eval_s": total_s - distances.seconds,
             "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": peak_gpu_mb(device), "shared": shared_summary,
-            "per_query": per_query,
+            "per_query": per_query, "knn_recall": shared.knn_recall,
             **instance.details(shared), **describe(device, conditions.threads)}
 
 

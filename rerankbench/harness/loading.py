@@ -30,6 +30,7 @@ class DataRequest:
     data_root: str | None = None
     extraction: Extraction | None = None  # with data_root: the checkpoint and its options
     with_train: bool = False  # also the train split (a learned method's)
+    distractors: int = 0  # extra distractors in a twin's gallery (twins/distractors.py)
 
     def __post_init__(self) -> None:
         check_sources(self.features_file, self.data_root, self.extraction)
@@ -39,11 +40,13 @@ class DataRequest:
             fs = load_features_file(self.features_file, check_protocol(self.protocol or "market"))
             return fs if self.with_train else dataclasses.replace(fs, train=None)
         if self.data_root is not None:
+            if datasets()[self.dataset].released is None:
+                raise ValueError(f"{self.dataset} is a twin only: no released folder is read for it (drop --data-root)")
             fs = released_feature_set(datasets()[self.dataset], self.data_root, self.extraction, self.cache_dir,
                                       with_train=self.with_train, show_progress=self.show_progress, log=log)
         else:
             fs = datasets()[self.dataset].load(self.scale, self.seed, self.dim, self.with_train, self.cache_dir,
-                                               self.show_progress)
+                                               self.show_progress, self.distractors)
         return fs.with_protocol(check_protocol(self.protocol)) if self.protocol else fs
 
 

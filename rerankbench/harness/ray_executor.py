@@ -8,7 +8,9 @@ so records, limits and failure reasons are the same. A task that is killed or lo
 or node death) becomes a failed record; tasks are not retried, and a re-run of the command
 resumes with the cells that have no record.
 
-The shared steps reach the tasks through the cache folder, not the object store: one task
+The exact kNN graph (context all) is built first, as tasks over shards of the rows of X
+(ray_graph.py), and written to the cache. The shared steps reach the tasks through the cache
+folder, not the object store: one task
 builds them (kNN graph for the largest k, query-gallery distances, derived steps) into
 `<results>/cache/shared/` before any cell is submitted, and every cell task reads them from
 there with the same code as a local worker, memory-mapped, so tasks on one node share one
@@ -23,10 +25,12 @@ from pathlib import Path
 
 import torch
 
+from ..engine.contexts import ALL
 from ..engine.shared import SharedSteps
 from .cell import Cell, Conditions, failed_record, prepare, run_cell
 from .loading import DataRequest
 from .local_executor import run_cells
+from .ray_graph import build_graph_on_ray, shards_for
 from .store import MACHINE
 
 INSTALL_HINT = "--executor ray needs Ray: pip install 'rerankbench[ray]' (or pip install 'ray>=2.9')"
@@ -60,6 +64,7 @@ def run_cells_on_ray(request: DataRequest, fs, cells: list[Cell], conditions: Co
     request = _absolute(replace(request, show_progress=False))
     build = ray.remote(build_shared_steps).options(**resources, max_retries=0)
     try:
+        _graph_by_shards(ray, request, fs, cells, conditions, resources)
         summary = ray.get(build.remote(request, cells, conditions))
     except ray.exceptions.RayError as error:
         for cell in cells:
@@ -80,6 +85,21 @@ def run_cells_on_ray(request: DataRequest, fs, cells: list[Cell], conditions: Co
             ray.cancel(ref, force=True)
 
 
+def _graph_by_shards(ray, request: DataRequest, fs, cells: list[Cell], conditions: Conditions, resources: dict) -> None:
+    """The exact kNN graph of the cells' largest k as Ray tasks over row shards, into the cache (on
+    CPU, in the context all, with the exact backend; otherwise the shared-steps task builds it)."""
+    if conditions.context != ALL or conditions.knn.identity() is not None or conditions.device.type != "cpu":
+        return
+    k = max((cell.instance().neighbours_needed(fs) for cell in cells), default=0)
+    shared = SharedSteps(fs, "cpu", request.cache_dir, knn=conditions.knn)
+    k = min(k, shared.widest)
+    if not k or shared.has_cached_graph(k):
+        return
+    graph, timing = build_graph_on_ray(ray, shared.features, k, shards_for(ray, resources["num_cpus"]),
+                                       resources["num_cpus"])
+    shared.store_graph(graph, timing)
+
+
 def cell_resources(ray, device: torch.device, cpus_per_cell: int | None) -> dict:
     """What one cell's task reserves: a GPU and `cpus_per_cell` cores (1 unless stated) on
     CUDA; on CPU `cpus_per_cell` cores, by default all cores of the largest node."""
@@ -93,8 +113,8 @@ def cell_resources(ray, device: torch.device, cpus_per_cell: int | None) -> dict
 def build_shared_steps(request: DataRequest, cells: list[Cell], conditions: Conditions) -> dict:
     """A Ray task: the shared steps of these cells, written to the cache; returns their summary."""
     torch.set_num_threads(conditions.threads)
-    summary, _ = prepare(SharedSteps(request.load(), str(conditions.device), request.cache_dir), cells,
-                         conditions.context)
+    summary, _ = prepare(SharedSteps(request.load(), str(conditions.device), request.cache_dir, knn=conditions.knn,
+                                     whole_distances=conditions.top_l is None), cells, conditions.context)
     return summary
 
 
@@ -105,7 +125,8 @@ def run_one_cell(request: DataRequest, cell: Cell, conditions: Conditions, optio
         (record,) = run_cells(request, request.load(), [cell], conditions, options)
         return record
     torch.set_num_threads(conditions.threads)
-    shared = SharedSteps(request.load(), str(conditions.device), request.cache_dir)
+    shared = SharedSteps(request.load(), str(conditions.device), request.cache_dir, knn=conditions.knn,
+                         whole_distances=conditions.top_l is None)
     return run_cell(cell, shared, conditions, *prepare(shared, [cell], conditions.context))
 
 

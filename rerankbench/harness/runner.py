@@ -9,12 +9,15 @@ The cells of one feature set run through an executor: worker processes on this m
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from ..engine.contexts import ALL, check_context, check_fits
+from ..engine.contexts import ALL, GALLERY, check_context, check_fits
+from ..engine.knn_backends import KnnChoice
+from ..engine.top_l import DEFAULT_L
 from ..engine.registry import methods as methods_registry
 from ..features.extraction import Extraction
 from ..runtime.device import resolve_device
@@ -46,15 +49,30 @@ class RunOptions:
     cpus_per_cell: int | None = None  # cores a Ray task reserves (default: --threads, else a node's)
     skip_failed: bool = False  # a failed cell counts as finished, whatever made it fail
     context: str = ALL  # or "gallery": each query re-ranked against the gallery alone (engine/contexts.py)
+    knn: KnnChoice = KnnChoice()  # the kNN graph's backend (engine/knn_backends.py)
+    top_l: int | None = None  # re-rank each query's top L only (engine/top_l.py); None: when the matrix would not fit
+    matrix_budget_mb: float | None = None  # the M x N float32 matrix's budget (default: a quarter of the RAM)
+    distractors: int = 0  # extra distractor images in a twin's gallery (twins/distractors.py)
 
     def __post_init__(self) -> None:
         check_sources(self.features_file, self.data_root, self.extraction)
         check_context(self.context)
+        if self.context == GALLERY and self.knn.identity() is not None:
+            raise ValueError(f"--knn {self.knn.backend} builds one graph over X; the gallery context uses the exact "
+                             f"graph only (--knn exact)")
+        if self.context == GALLERY and self.top_l is not None:
+            raise ValueError("--top-l re-ranks shortlists of the whole gallery; the gallery context keeps whole rows")
+        if self.top_l is not None and (isinstance(self.top_l, bool) or not isinstance(self.top_l, int) or self.top_l < 1):
+            raise ValueError(f"--top-l must be a whole number of at least 1, got {self.top_l!r}")
+        if self.distractors and (self.features_file or self.data_root):
+            raise ValueError("--distractors adds generated distractors to a twin, not to real or given features")
+        if isinstance(self.distractors, bool) or not isinstance(self.distractors, int) or self.distractors < 0:
+            raise ValueError(f"--distractors must be a whole number >= 0, got {self.distractors!r}")
         for name in ("threads", "cpus_per_cell", "dim"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
-        for name in ("time_limit", "memory_limit_mb"):
+        for name in ("time_limit", "memory_limit_mb", "matrix_budget_mb"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
@@ -74,17 +92,18 @@ def run_benchmark(dataset_names: list[str], methods: list[tuple[str, dict]], opt
     device = resolve_device(options.device)
     run_cells_with, threads = _executor(options, device)
     store.check_writable()
-    conditions = Conditions(device, options.seed, threads, options.context)
+    conditions = Conditions(device, options.seed, threads, options.context, options.knn)
     with_train = any(methods_registry()[name].needs_train for name, _ in methods)
     keys = []
     for dataset in dataset_names:
         request = DataRequest(dataset, options.scale, options.seed, options.dim, options.features_file,
                               options.protocol, options.cache_dir, options.show_progress, options.data_root,
-                              options.extraction, with_train)
+                              options.extraction, with_train, options.distractors)
         fs = request.load(log)
         usable = _usable(methods, fs, log, options.context)
         cells = [Cell(fs.name, name, params, trial) for name, params in usable for trial in range(trials)]
         done = set() if options.force else store.finished(options.skip_failed)
+        conditions = replace(conditions, top_l=top_l_of(fs, options, log))
         cell_keys = [identity(c, fs, conditions)["cell"] for c in cells]
         keys += cell_keys
         pending = [c for c, key in zip(cells, cell_keys) if key not in done]
@@ -96,6 +115,25 @@ def run_benchmark(dataset_names: list[str], methods: list[tuple[str, dict]], opt
             log(_describe(record))
     newest = {cell_key_of(record): record for record in store.results()}
     return [newest[key] for key in keys if key in newest]
+
+
+def matrix_budget_mb(options: RunOptions) -> float:
+    """The most the M x N float32 distances may take: --matrix-budget, else a quarter of the RAM."""
+    if options.matrix_budget_mb is not None:
+        return options.matrix_budget_mb
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 4 / 2**20
+
+
+def top_l_of(fs, options: RunOptions, log) -> int | None:
+    """--top-l, or DEFAULT_L when the M x N float32 matrix would exceed the budget (said in one line)."""
+    if options.top_l is not None or options.context == GALLERY:
+        return options.top_l
+    size = 4 * fs.num_query * fs.num_gallery / 2**20
+    if size <= matrix_budget_mb(options):
+        return None
+    log(f"{fs.name}: the {fs.num_query:,} x {fs.num_gallery:,} distances ({size:,.0f} MB) exceed the "
+        f"{matrix_budget_mb(options):,.0f} MB budget: re-ranking each query's top {DEFAULT_L:,} (--top-l)")
+    return DEFAULT_L
 
 
 def _usable(methods: list[tuple[str, dict]], fs, log, context: str = ALL) -> list[tuple[str, dict]]:

@@ -15,9 +15,10 @@ Per-query results: a record whose `per_query` is a PerQuery has it written to it
 first (per_query_files.py), and then names that file.
 
 Identity: a cell -- test set, fingerprint of its features, method, parameters, trial, device
-kind, thread count and context -- is named by `cell_key`, derived from the record's own fields,
-so records written before the thread count or the context was part of it still name their cell
-(a record without `context` ran in the context "all", and names the cell an "all" run names). A cell whose
+kind, thread count, context, kNN backend and top L -- is named by `cell_key`, derived from the
+record's own fields, so records written before the thread count, the context or the kNN backend
+was part of it still name their cell (a record without `context` ran in the context "all", one
+without `knn` on the exact graph, one without `top_l` on the whole gallery). A cell whose
 newest record is ok is finished. One that failed for the machine or the cache (the shared
 steps, a killed worker, out of time or memory, a lost Ray task: `failure` "machine") is run
 again by the next run; one that failed in the method itself (`failure` "method": it would fail
@@ -43,7 +44,8 @@ MACHINE, METHOD = "machine", "method"  # why a cell failed: retried on the next 
 MACHINE_ERRORS = ("shared steps failed", "worker killed", "worker exited", "out of time", "out of memory",
                   "ray task failed")
 FIELDS = {"dataset": str, "method": str, "params": dict, "status": str}  # every result record has them
-OPTIONAL = {"dataset_info": dict, "overrides": (dict, type(None)), "shared": dict, "trial": int, "context": str}
+OPTIONAL = {"dataset_info": dict, "overrides": (dict, type(None)), "shared": dict, "trial": int, "context": str,
+            "knn": dict}
 NUMBERS = ("cmc1", "cmc5", "map", "minp", "wall_s", "eval_s", "peak_rss_mb")  # what the readers use of an ok record
 
 
@@ -188,11 +190,18 @@ def failure_of(record: dict) -> str | None:
 
 
 def cell_key(dataset_fingerprint: str, dataset: str, method: str, params: dict, trial: int, device: str,
-             threads: int | None, context: str = ALL) -> str:
+             threads: int | None, context: str = ALL, knn: dict | None = None, top_l: int | None = None) -> str:
     """The identity of one cell of the benchmark, as stored in its record; the context is named
-    only when it is not "all", so that a cell run before contexts existed keeps its key."""
+    only when it is not "all", the kNN backend (its record's `knn`) only when it is not exact and
+    top_l only when set, so that a cell run before these existed keeps its key."""
     fields = [dataset, dataset_fingerprint, method, params, trial, device.split(":")[0], threads]
-    return json.dumps(fields if context == ALL else [*fields, context], sort_keys=True, default=_plain)
+    if context != ALL:
+        fields.append(context)
+    if knn is not None and knn.get("backend", "exact") != "exact":
+        fields.append({"knn": knn})
+    if top_l is not None:
+        fields.append({"top_l": top_l})
+    return json.dumps(fields, sort_keys=True, default=_plain)
 
 
 def cell_key_of(record: dict) -> str:
@@ -201,7 +210,7 @@ def cell_key_of(record: dict) -> str:
     if fingerprint is None or "device" not in record:
         return str(record.get("cell", id(record)))
     return cell_key(fingerprint, record["dataset"], record["method"], record["params"], record.get("trial", 0),
-                    record["device"], record.get("threads"), context_of(record))
+                    record["device"], record.get("threads"), context_of(record), record.get("knn"), record.get("top_l"))
 
 
 def context_of(record: dict) -> str:

@@ -26,7 +26,8 @@ def serve(connection, request: DataRequest, cells: list[Cell], conditions: Condi
     torch.set_num_threads(conditions.threads)
     try:
         fs = request.load()
-        shared = SharedSteps(fs, str(conditions.device), request.cache_dir, show_progress)
+        shared = SharedSteps(fs, str(conditions.device), request.cache_dir, show_progress, knn=conditions.knn,
+                             whole_distances=conditions.top_l is None)
         summary, failures = prepare(shared, cells, conditions.context)
     except Exception as error:
         connection.send(("fatal", f"{type(error).__name__}: {error}\n{traceback.format_exc()}"))

@@ -36,6 +36,24 @@ def write_split(folder: Path, split: str, data: Split) -> None:
     write_text_atomic(manifest_path(folder, split), json.dumps({"split": split, "arrays": entries}, indent=1) + "\n")
 
 
+def write_split_streaming(folder: Path, split: str, rows: int, dim: int, fill, ids: np.ndarray,
+                          cams: np.ndarray | None) -> None:
+    """A split whose features (rows x dim float32) `fill(out)` writes into a memory map block by
+    block (never whole in memory), then its ids and cameras, then its manifest."""
+    def write(tmp: Path) -> None:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(rows, dim))
+        fill(out)
+        out.flush()
+        del out
+    path = write_atomic(folder / f"{split}.features.npy", write)
+    entries = {"features": {"shape": [rows, dim], "dtype": "float32", "bytes": path.stat().st_size}}
+    for name, array in {"ids": ids, "cams": cams}.items():
+        if array is not None:
+            path = write_atomic(folder / f"{split}.{name}.npy", lambda tmp, array=array: np.save(tmp, array))
+            entries[name] = {"shape": list(array.shape), "dtype": str(array.dtype), "bytes": path.stat().st_size}
+    write_text_atomic(manifest_path(folder, split), json.dumps({"split": split, "arrays": entries}, indent=1) + "\n")
+
+
 def read_split(folder: Path, split: str) -> Split | None:
     """The split as its manifest describes it (features memory-mapped), or None when it is missing
     or damaged (reported, and its manifest removed so that it is written again whole)."""

@@ -17,7 +17,9 @@ from ..features.featureset import FeatureSet, Split
 from ..features.released import ReleasedLayout
 from ..features.trials import one_per_identity
 from ..runtime.files import folder_lock
-from .cache import read_split, write_split
+from ..runtime.progress import progress
+from .cache import read_split, write_split, write_split_streaming
+from .distractors import distractor_blocks
 from .synthetic import Layout, SplitCounts, TwinModel, split_layout
 
 GENERATOR_VERSION = 1
@@ -44,17 +46,27 @@ class TwinDataset:
     k_override: int | None = None
     train_model: TwinModel | None = None  # default: model.for_train(); one per family where test sets share a train split
     released: ReleasedLayout | None = None  # reading the real dataset (features/released.py); not an input of the twin
+    extra_distractors: int = 0  # distractors added to `twin_of`'s gallery (scaled), as Market-1501's 500k
+    twin_of: "TwinDataset | None" = None  # the test set whose twin this one extends
+    in_all: bool = True  # named by "all" (--datasets all); a large-gallery set is named explicitly
 
     def load(self, scale: float = 1.0, seed: int = 0, dim: int = 2048, with_train: bool = False,
-             cache_dir: str | Path | None = None, show_progress: bool = False) -> FeatureSet:
-        """The twin at `scale` (a fraction of the full Table I counts), from cache when there."""
+             cache_dir: str | Path | None = None, show_progress: bool = False, distractors: int = 0) -> FeatureSet:
+        """The twin at `scale` (a fraction of the full Table I counts), from cache when there, with
+        `distractors` more distractor images in its gallery (twins/distractors.py)."""
         if not 0 < scale <= 1:
             raise ValueError(f"scale must be in (0, 1], got {scale}")
+        extra = round(self.extra_distractors * scale) + distractors
+        if extra or self.twin_of is not None:
+            base = self.twin_of or dataclasses.replace(self, extra_distractors=0)
+            return self._with_distractors(base.load(scale, seed, dim, with_train, cache_dir, show_progress),
+                                          extra, seed, cache_dir, show_progress)
         source = {"kind": "synthetic", "twin_of": self.title, "scale": scale, "seed": seed,
                   "generator": GENERATOR_VERSION, "model": dataclasses.asdict(self.model)}
         names = ("query", "gallery", "train") if with_train else ("query", "gallery")
         inputs = dataclasses.asdict(dataclasses.replace(self, released=None))
-        del inputs["released"]  # not an input of the twin, so its cache keys stay as they were
+        for name in ("released", "extra_distractors", "twin_of", "in_all"):
+            del inputs[name]  # not inputs of this twin (its distractors are added above), so its cache keys stay
         key = _key({**inputs, "scale": scale, "seed": seed, "dim": dim, "generator": GENERATOR_VERSION})
         if cache_dir is None:
             splits = self._generate(scale, seed, dim, names, show_progress)
@@ -87,6 +99,41 @@ class TwinDataset:
                             seed, f"{self.name}/test", distractors=distractors)
         query_rows = _pick_queries(test.ids, query, np.random.default_rng(seed))
         return test, query_rows, np.setdiff1d(np.arange(len(test.ids)), query_rows)
+
+    def _with_distractors(self, base: FeatureSet, extra: int, seed: int, cache_dir, show_progress: bool) -> FeatureSet:
+        """`base` with `extra` distractors (identity 0) after its gallery, generated block by block into
+        the cache (`<cache>/twins/<name>-<key>/gallery.*`); k1 = N/C stays the base's."""
+        gallery, dim = base.gallery, base.dim
+        cameras = 0 if gallery.cams is None else int(gallery.cams.max()) + 1
+        tag = f"{(self.twin_of or self).name}/extra-distractors"
+        rows = len(gallery) + extra
+        ids = np.concatenate([gallery.ids, np.zeros(extra, np.int64)])
+        cams = None
+        if gallery.cams is not None:
+            cams = np.concatenate([gallery.cams, np.empty(extra, np.int64)])
+
+        def fill(out: np.ndarray) -> None:
+            out[:len(gallery)] = gallery.features
+            for lo, hi, features, camera in progress(distractor_blocks(self.model, seed, tag, extra, dim, cameras),
+                                                       "distractors", show_progress):
+                out[len(gallery) + lo:len(gallery) + hi] = features
+                if cams is not None:
+                    cams[len(gallery) + lo:len(gallery) + hi] = camera
+        if cache_dir is None:
+            features = np.empty((rows, dim), dtype=np.float32)
+            fill(features)
+            split = Split(features, ids, cams)
+        else:
+            key = _key({"base": base.fingerprint, "extra": extra, "seed": seed, "tag": tag, "generator": GENERATOR_VERSION,
+                        "model": dataclasses.asdict(self.model)})
+            folder = Path(cache_dir) / "twins" / f"{self.name}-{key}"
+            with folder_lock(folder):
+                split = read_split(folder, "gallery")
+                if split is None:
+                    write_split_streaming(folder, "gallery", rows, dim, fill, ids, cams)
+                    split = read_split(folder, "gallery")
+        source = {**base.source, "twin_of": self.title, "distractors_added": extra}
+        return FeatureSet(self.name, base.query, split, base.protocol, source, base.train, base.default_k)
 
     def _generate(self, scale: float, seed: int, dim: int, splits: list[str], show_progress: bool) -> dict[str, Split]:
         """The named splits ("query", "gallery", "train"), freshly generated."""

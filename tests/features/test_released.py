@@ -104,6 +104,8 @@ def test_registry_reads_every_dataset(tmp_path):
     for build in (trees.market1501, trees.dukemtmc, trees.msmt17, trees.veri776, trees.veriwild, trees.vehicleid):
         build(tmp_path)
     for name, dataset in registry.datasets().items():
+        if dataset.released is None:  # market1501_500k: a twin only (the 500k distractors are not read)
+            continue
         splits = dataset.released.read(tmp_path)
         assert min(len(splits.train), len(splits.query), len(splits.gallery)) >= 1, name
         assert all(path.is_file() for path in splits.query.paths + splits.gallery.paths + splits.train.paths), name

@@ -125,3 +125,16 @@ def _process_titled(title: str) -> int | None:
             if command.split(b"\0")[0].strip() == title.encode():
                 return int(entry.name)
     return None
+
+
+def test_the_sharded_graph_on_ray_is_the_local_graph(ray):
+    import torch
+    from rerankbench.engine.neighbours import build_knn_graph
+    from rerankbench.harness.ray_graph import build_graph_on_ray
+    x = torch.nn.functional.normalize(torch.randn(1500, 64, generator=torch.Generator().manual_seed(0)), dim=1)
+    x[7] = x[3]  # a tie
+    graph, timing = build_graph_on_ray(ray, x, 25, shards=3, num_cpus=1)
+    local = build_knn_graph(x, 25)
+    assert timing["ray_shards"] == 3
+    for name in ("indices", "distances", "farthest"):
+        assert (getattr(graph, name) == getattr(local, name)).all()

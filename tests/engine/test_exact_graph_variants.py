@@ -1,0 +1,63 @@
+"""The exact graph's other builds -- by row shards (Ray's) and screened by bf16 products -- equal
+neighbours.build_knn_graph exactly (indices, distances, farthest), on random and tied inputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import plain_normalise
+from rerankbench.engine.neighbours import build_knn_graph
+from rerankbench.engine.row_shards import build_by_shards, shard_bounds
+from rerankbench.engine.screened_graph import bf16_error_bound, build_screened_graph
+
+
+def _inputs(seed: int, rows: int, dim: int, ties: bool) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(max(2, rows // 20), dim))
+    x = centres[rng.integers(0, len(centres), rows)] + 0.7 * rng.normal(size=(rows, dim))
+    if ties:
+        x[[10, 25, 41]] = x[3]  # exact duplicates: ties broken by the smaller row
+        x[rows - 30:rows - 5] = x[rows - 31]  # a tie run longer than the margin K + 8: sorted whole
+        x[33] = x[0] * 2.5  # a duplicate after normalisation
+    return torch.from_numpy(plain_normalise(x).astype(np.float32))
+
+
+CASES = [(0, 60, 8, True, 7), (1, 700, 64, True, 20), (2, 1500, 256, False, 30), (3, 5000, 128, True, 12)]
+
+
+def _same(a, b):
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.distances, b.distances)
+    np.testing.assert_array_equal(a.farthest, b.farthest)
+
+
+@pytest.mark.parametrize("seed,rows,dim,ties,k", CASES)
+@pytest.mark.parametrize("shards", [1, 3, 8])
+def test_row_shards_give_the_exact_graph(seed, rows, dim, ties, k, shards):
+    x = _inputs(seed, rows, dim, ties)
+    _same(build_by_shards(x, k, shards), build_knn_graph(x, k))
+
+
+def test_shard_bounds_cover_the_rows_once():
+    assert shard_bounds(10, 3) == [(0, 3), (3, 7), (7, 10)]
+    assert shard_bounds(2, 5) == [(0, 1), (1, 2)]
+
+
+@pytest.mark.parametrize("seed,rows,dim,ties,k", CASES)
+def test_screened_graph_is_the_exact_graph(seed, rows, dim, ties, k):
+    x = _inputs(seed, rows, dim, ties)
+    _same(build_screened_graph(x, k), build_knn_graph(x, k))
+
+
+def test_screened_graph_falls_back_where_a_pool_passes_the_cap():
+    x = _inputs(4, 900, 32, True)
+    _same(build_screened_graph(x, 10, pool_cap=24), build_knn_graph(x, 10))  # many pools overflow 24
+
+
+def test_the_bf16_bound_holds_on_unit_rows():
+    x = _inputs(5, 2000, 2048, False)
+    cheap = (x[:500].bfloat16() @ x.bfloat16().T).double()
+    exact = x[:500].double() @ x.double().T
+    assert (cheap - exact).abs().max().item() <= bf16_error_bound(2048) - 1e-4  # |c - s| <= eps, s itself within g_D
+    assert 0.011 < bf16_error_bound(2048) < 0.013
