@@ -154,6 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     speed.add_argument("--note", default="", help="a remark for the report, e.g. on other load on the machine")
     speed.add_argument("--output", default="results/benchmarks")
 
+    gpu = commands.add_parser("gpu-check", help="everything that needs CUDA: the CUDA tests, every method and kNN "
+                              "backend on a full-size twin (writes results/benchmarks/gpu_check.md; no GPU: exits 0)")
+    gpu.add_argument("--dataset", default="market1501")
+    gpu.add_argument("--scale", type=float, default=1.0)
+    gpu.add_argument("--device", default="cuda", help="cuda (default), or cpu to try the check without a GPU")
+    gpu.add_argument("--no-tests", action="store_true", help="skip the CUDA-parametrised tests")
+    gpu.add_argument("--output", default="results/benchmarks")
+
     reference = commands.add_parser("compare-reference",
                                     help="k-reciprocal against the public reference implementation (writes results/benchmarks/)")
     reference.add_argument("--reference", required=True, metavar="FILE",
@@ -173,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                     "plot": _plot, "report": _report, "export": _export, "calibrate": _calibrate, "benchmark": _benchmark,
                     "extraction-benchmark": _extraction_benchmark, "compare-reference": _compare_reference,
                     "train": _train, "model-figures": _model_figures, "acp-benchmark": _acp_benchmark,
-                    "knn-benchmark": _knn_benchmark}
+                    "knn-benchmark": _knn_benchmark, "gpu-check": _gpu_check}
         return commands[args.command](args)
     except (ValueError, OSError) as error:  # FeatureError, StoreError, DamagedFile are ValueErrors
         print(f"error: {_one_line(error)}", file=sys.stderr)
@@ -412,6 +420,11 @@ def _knn_benchmark(args) -> int:
     from .benchmarks.knn_graphs import run
     run(args.dataset, args.scale, args.k, args.rows, note=args.note, output=args.output)
     return 0
+
+
+def _gpu_check(args) -> int:
+    from .benchmarks.gpu_check import run
+    return run(args.dataset, args.scale, args.device, not args.no_tests, args.output)
 
 
 def _acp_benchmark(args) -> int:
