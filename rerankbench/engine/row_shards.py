@@ -5,7 +5,7 @@ X[lo:hi] X^T in column blocks, keeping each row's running top (K + 8), then orde
 (similarity desc, index asc) with a tie at K that runs past the margin sorted whole, self first,
 distances sqrt(2 - 2 s) except below CLOSE (||x_i - x_j||): the rules of
 neighbours.build_knn_graph. Its fp32 products are the same sgemm's, whose value for a pair of
-rows does not depend on the block it is computed in (tests/engine/test_row_shards.py checks the
+rows does not depend on the block it is computed in (tests/engine/test_exact_graph_variants.py checks the
 graphs equal, indices and distances), so the concatenated shards are that graph exactly. Memory:
 the shard's (hi - lo) x (K + 8) candidates and one (hi - lo) x 4096 block of products beside X.
 The Ray executor builds a test set's graph from such shards, one task each (harness/ray_graph.py).

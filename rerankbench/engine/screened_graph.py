@@ -20,7 +20,7 @@ graph's own rules (ties to the smaller row, a tie past the margin sorted whole, 
 them. The farthest row (farthest[i], from the least s) is screened the same way from below. A
 row whose pool is larger than the cap P is re-done whole in fp32 (its block by row_shards), so
 the result never depends on the bound being tight. Pays where bf16 products are fast (CUDA,
-CPUs with AMX or AVX512-BF16); on an AVX2 CPU oneDNN runs them about 5x slower than fp32
+CPUs with AMX or AVX512-BF16); on an AVX2 CPU oneDNN runs them 5 to 8x slower than fp32
 (README, Benchmarks), so `exact` uses the plain fp32 build unless asked.
 """
 from __future__ import annotations

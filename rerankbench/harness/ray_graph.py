@@ -3,7 +3,7 @@
 X (unit rows, T x D float32) is put in Ray's object store once; each task computes its shard's
 rows against all rows (engine/row_shards.shard_knn: kNN(i, K) of rows lo..hi, with the exact
 graph's rules) and the driver concatenates the shards: the same graph as the local build, indices
-and distances (tests/harness/test_ray_graph.py). Memory of a task: X read in place from the
+and distances (tests/harness/test_ray_executor.py). Memory of a task: X read in place from the
 object store (T x D x 4 bytes, shared by the tasks of a node: 768 MB for the full MSMT17 twin),
 its shard's candidates ((hi - lo) x (K + 8) x 12 bytes) and a 64 MB block of products, with
 topk's copies of it: about 4 x 64 MB + (hi - lo)(K + 8) x 12 bytes besides X. The graph is then
