@@ -46,8 +46,8 @@ def rerank(method_name: str, feature_set: FeatureSet, device: str = "cpu", conte
     _check_feature_set(feature_set, "rerank")
     check_context(context)
     choice = parse_knn(knn, knn_params or {})
-    if context != "all" and choice.identity() is not None:
-        raise ValueError(f"knn={knn!r} builds one graph over X; the gallery context uses the exact graph only")
+    if context != "all":
+        choice.check_gallery_context()
     reranker = method(method_name, **params)
     shared = SharedSteps(feature_set, device, knn=choice)
     m, n = feature_set.num_query, feature_set.num_gallery

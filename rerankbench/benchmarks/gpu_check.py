@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..engine.knn_backends import BACKENDS, parse_knn
+from ..engine.knn_backends import BACKENDS, faiss_gpus, parse_knn
 from ..engine.registry import datasets, methods
 from ..engine.registry import method as method_named
 from ..features.featureset import unit_rows
@@ -94,14 +94,10 @@ def _backends(dataset: str, scale: float, device: torch.device, cache_dir, log) 
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
         out.append({"backend": backend, "seconds": seconds, "recall": found.get("knn_recall", 1.0), "k": k,
-                    "faiss_gpu": backend != "exact" and _faiss_gpus() > 0})
+                    "faiss_gpu": backend != "exact" and faiss_gpus() > 0})
         log(f"kNN {backend}: {seconds:.2f} s, recall@{k} {out[-1]['recall']:.4f}")
     return out
 
-
-def _faiss_gpus() -> int:
-    import faiss
-    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
 
 
 def _page(figures: dict, device: str, with_tests: bool) -> list[str]:

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from ..runtime.progress import progress
-from .neighbours import CLOSE, KnnGraph, _exact_near, _stable_order, build_knn_graph, nearest_among
+from .neighbours import (CLOSE, KnnGraph, _exact_near, _stable_order, build_knn_graph, euclidean_from_similarity,
+                         nearest_among)
 
 SEARCH_ROWS = 16384  # rows searched per faiss call
 
@@ -81,6 +82,12 @@ class KnnChoice:
         """What names the graph in a cell's key and the cache: None for exact (any screen), else the
         backend and the parameters as set."""
         return None if self.backend == EXACT else {"backend": self.backend, "params": dict(sorted(self.params.items()))}
+
+    def check_gallery_context(self) -> None:
+        """The gallery context builds the gallery's own exact graph: any other backend is refused."""
+        if self.identity() is not None:
+            raise ValueError(f"--knn {self.backend} builds one graph over X; the gallery context uses the exact "
+                             f"graph only (--knn exact)")
 
     def build(self, features: torch.Tensor, k: int, show_progress: bool = False) -> tuple[KnnGraph, dict]:
         """The graph of the unit rows of `features` for k, and what to record (knn_recall for an
@@ -135,6 +142,12 @@ def parse_knn(backend: str | None, settings: list[str] | dict | None = None) -> 
     return KnnChoice(backend, params)
 
 
+def faiss_gpus() -> int:
+    """The GPUs faiss can use (0 with faiss-cpu, whose builds may lack get_num_gpus)."""
+    import faiss
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
 def faiss_index(features: np.ndarray, backend: str, params: dict, device: torch.device):
     """The faiss index of the unit rows `features` (T x D float32), trained and filled."""
     import faiss
@@ -154,7 +167,7 @@ def faiss_index(features: np.ndarray, backend: str, params: dict, device: torch.
         else:
             index = faiss.IndexIVFFlat(quantizer, dim, params["nlist"], faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = params["seed"]
-    if device.type == "cuda" and faiss.get_num_gpus() > 0 and backend != "hnsw":  # faiss has no GPU HNSW
+    if device.type == "cuda" and faiss_gpus() > 0 and backend != "hnsw":  # faiss has no GPU HNSW
         index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), torch.cuda.current_device() or 0, index)
     if not index.is_trained:
         sample = np.random.default_rng(params["seed"]).choice(len(features), params["train_rows"], replace=False)
@@ -197,7 +210,7 @@ def faiss_graph(features: torch.Tensor, k: int, backend: str, params: dict, show
     close = values > 1.0 - CLOSE**2 / 2
     close[:, 0] = False
     distance = _exact_near(values, close, features, rows, candidates)
-    farthest = euclidean_from(lowest)
+    farthest = euclidean_from_similarity(torch.from_numpy(lowest)).numpy()
     return KnnGraph(candidates.cpu().numpy(), distance.cpu().numpy(), farthest)
 
 
@@ -209,10 +222,6 @@ def _row_products(features: torch.Tensor, columns: torch.Tensor, piece: int = 40
         out[lo:lo + piece] = torch.einsum("bd,bkd->bk", features[lo:lo + piece], features[cols.clamp(min=0)])
     return out
 
-
-def euclidean_from(lowest: np.ndarray) -> np.ndarray:
-    """sqrt(max(2 - 2 s, 0)) of the least similarities, float32."""
-    return np.sqrt(np.maximum(2.0 - 2.0 * lowest.astype(np.float64), 0.0)).astype(np.float32)
 
 
 def recall_at_k(features: torch.Tensor, graph: KnnGraph, sample_rows: int, seed: int = 0) -> float:

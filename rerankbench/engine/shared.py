@@ -216,9 +216,7 @@ class SharedSteps:
         start = time.perf_counter()
         found = {}
         if self.gallery is not None:
-            if self.knn.identity() is not None:
-                raise ValueError(f"--knn {self.knn.backend} builds one graph over X; the gallery context uses the "
-                                 f"exact graph only (--knn exact)")
+            self.knn.check_gallery_context()
             graph = build_gallery_graph(x, self.gallery, k, self.show_progress)
         elif keep is not None:
             graph = build_knn_graph(x, k, self.show_progress, keep)

@@ -57,9 +57,8 @@ class RunOptions:
     def __post_init__(self) -> None:
         check_sources(self.features_file, self.data_root, self.extraction)
         check_context(self.context)
-        if self.context == GALLERY and self.knn.identity() is not None:
-            raise ValueError(f"--knn {self.knn.backend} builds one graph over X; the gallery context uses the exact "
-                             f"graph only (--knn exact)")
+        if self.context == GALLERY:
+            self.knn.check_gallery_context()
         if self.context == GALLERY and self.top_l is not None:
             raise ValueError("--top-l re-ranks shortlists of the whole gallery; the gallery context keeps whole rows")
         if self.top_l is not None and (isinstance(self.top_l, bool) or not isinstance(self.top_l, int) or self.top_l < 1):
