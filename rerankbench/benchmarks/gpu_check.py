@@ -99,7 +99,6 @@ def _backends(dataset: str, scale: float, device: torch.device, cache_dir, log) 
     return out
 
 
-
 def _page(figures: dict, device: str, with_tests: bool) -> list[str]:
     tests = figures["tests"]
     lines = [f"# GPU check: {figures['dataset']} twin at scale {figures['scale']} on {device}", "",

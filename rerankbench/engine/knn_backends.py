@@ -223,7 +223,6 @@ def _row_products(features: torch.Tensor, columns: torch.Tensor, piece: int = 40
     return out
 
 
-
 def recall_at_k(features: torch.Tensor, graph: KnnGraph, sample_rows: int, seed: int = 0) -> float:
     """recall@K = mean over a seeded sample of rows of |approx kNN(i, K) & exact kNN(i, K)| / K."""
     total, k = len(features), graph.k
