@@ -12,7 +12,10 @@ it uses min(k1, k2) neighbours: k2 is capped at k1, and the resolved parameters 
 used (VehicleID's defaults k1 = 4, k2 = 7 run and record k2 = 4). Parameters: k1 = N/C in the
 paper's table (26 on Market in the reference), k2 = 7. A stays sparse; the reference's dense
 T x T adjacency and 32-bit CUDA indices limit it to T <= 46,340. layumi's copy mixes 0.3 of the
-original cosine into the result; that variant is not the canonical method.
+original cosine into the result; that variant is not the canonical method. The second
+propagation's rows are built only when the distances ask for them (sparse_rows.CombinedRows):
+with many distractors they hold thousands of entries each (1,667 a row on the Market-1501 twin
+plus 100,000 distractors), so a top-L run builds those of each query block's shortlists only.
 
 Gallery context (--context gallery): the gallery rows' A, at every step, is GNN's on the gallery
 alone. A query q is one more row that changes nothing of the gallery's: A[q] = 1 on kNN(q, k1)
@@ -27,7 +30,7 @@ import torch
 
 from rerankbench.engine.contextual import OverlapDistances
 from rerankbench.engine.reranker import DATA_DEPENDENT, NEIGHBOURHOOD, Reranker
-from rerankbench.engine.sparse_rows import SparseRows
+from rerankbench.engine.sparse_rows import CombinedRows, SparseRows
 
 
 class GnnReranking(Reranker):
@@ -66,8 +69,9 @@ class GnnReranking(Reranker):
                     rows, cols, values = _gallery_reverse(shared, graph, rows, cols, values, k1, first=step == 0)
                 a = SparseRows.from_entries(torch.cat([a.row_of_entries(), rows]), torch.cat([a.indices, cols]),
                                             torch.cat([a.values, values]), (total, total))
-                a = a.combine_rows(knn[:, :k2], weight)
-                a = a.scale_rows(1.0 / a.row_sums(a.values ** 2).sqrt())
+                a = CombinedRows(a, knn[:, :k2], weight)
+                if step == 0:
+                    a = a.select(torch.arange(total, device=shared.device))
         return OverlapDistances([(a, a, "product")], lambda overlap, base, rows: 1.0 - overlap)
 
 

@@ -40,7 +40,7 @@ class OverlapDistances:
                  base: Distances | None = None, dtype: torch.dtype = torch.float32):
         self.terms = terms
         self.finish, self.base, self.dtype = finish, base, dtype
-        self.device = terms[0][0].values.device
+        self.device = terms[0][0].device
 
     def blocks(self, query_rows: np.ndarray, gallery_rows: np.ndarray):
         width = len(gallery_rows)

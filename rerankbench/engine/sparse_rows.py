@@ -10,7 +10,8 @@ as a dense T x T array. Three operations cover every method:
 - `add_min_overlap`: S[q, g] = sum_m min(A[q, m], B[g, m]) for a block of query rows and all
   gallery rows (the Jaccard numerator), by walking the inverted index of B (its transpose);
 - `add_inner_products`: S[q, g] = A[q] . B[g], by torch's sparse-sparse matrix product.
-Pairs whose supports do not meet cost nothing.
+Pairs whose supports do not meet cost nothing. `CombinedRows` is combine_rows (row-normalised)
+computed only for the rows asked for, where the whole matrix would not fit (GNN's last step).
 
 Large operations run in pieces of at most `budget` triples so memory stays bounded.
 """
@@ -46,11 +47,15 @@ class SparseRows:
     def nnz(self) -> int:
         return len(self.indices)
 
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
     @classmethod
     def from_entries(cls, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> "SparseRows":
         """The matrix with values[e] added at (rows[e], cols[e]); duplicates are summed."""
         num_rows, num_cols = shape
-        key, order = torch.sort(rows * num_cols + cols)
+        key, order = torch.sort(rows * num_cols + cols, stable=True)  # duplicates summed in entry order
         unique, inverse = torch.unique_consecutive(key, return_inverse=True)
         summed = torch.zeros(len(unique), dtype=values.dtype, device=values.device).index_add_(0, inverse, values[order])
         return cls(_indptr(unique // num_cols, num_rows), unique % num_cols, summed, num_cols)
@@ -165,3 +170,25 @@ def _pieces(sizes: torch.Tensor, budget: int = BUDGET) -> Iterator[tuple[int, in
         hi = min(max(hi, lo + 1), total)
         yield lo, hi
         lo = hi
+
+
+class CombinedRows:
+    """The rows of normalise(B.combine_rows(neighbours, weights)), each row L2-normalised, built
+    only when asked for (`select`, `take`): a top-L block reads the rows of its queries and of
+    their shortlists, never the whole matrix, whose rows hold thousands of entries once a gallery
+    has many distractors (GNN's second propagation). Row i is the same whichever rows are asked
+    with it."""
+
+    def __init__(self, b: SparseRows, neighbours: torch.Tensor, weights: torch.Tensor):
+        self.b, self.neighbours, self.weights = b, neighbours, weights
+
+    @property
+    def device(self) -> torch.device:
+        return self.b.device
+
+    def select(self, rows: torch.Tensor) -> SparseRows:
+        out = self.b.combine_rows(self.neighbours[rows], self.weights[rows])
+        return out.scale_rows(1.0 / out.row_sums(out.values ** 2).sqrt())
+
+    def take(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.select(rows).take(torch.arange(len(rows), device=rows.device))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rerankbench.engine.neighbours import build_knn_graph, lookup_distances
-from rerankbench.engine.sparse_rows import SparseRows, add_inner_products, add_min_overlap, ragged_range
+from rerankbench.engine.sparse_rows import CombinedRows, SparseRows, add_inner_products, add_min_overlap, ragged_range
 
 
 def random_sparse(rows=40, cols=30, density=0.15, seed=0):
@@ -58,6 +58,29 @@ def test_combine_rows(budget, monkeypatch):
     got = a.combine_rows(torch.as_tensor(neighbours), torch.as_tensor(weights))
     want = np.einsum("ik,ikc->ic", weights, dense[neighbours])
     np.testing.assert_allclose(to_dense(got), want)
+
+
+def test_combined_rows_are_built_on_demand_and_the_same_whichever_rows_come_with_them():
+    # row i of normalise(combine(A)) is the row of the whole matrix, to the bit, in any company
+    dense, a = random_sparse(40, 40, density=0.3)
+    rng = np.random.default_rng(2)
+    neighbours = torch.as_tensor(rng.integers(0, 40, (40, 4)))
+    weights = torch.as_tensor(rng.random((40, 4)), dtype=torch.float32)
+    a = SparseRows(a.indptr, a.indices, a.values.float(), a.columns)
+    lazy = CombinedRows(a, neighbours, weights)
+    whole = lazy.select(torch.arange(40))
+    want = np.einsum("ik,ikc->ic", weights.numpy(), dense[neighbours.numpy()])
+    np.testing.assert_allclose(to_dense(whole), want / np.linalg.norm(want, axis=1, keepdims=True), rtol=1e-5)
+    for rows in (torch.tensor([5]), torch.tensor([39, 5, 0]), torch.arange(0, 40, 3)):
+        part = lazy.select(rows)
+        assert torch.equal(to_torch_rows(part), to_torch_rows(whole.select(rows)))
+        owner, cols, values = lazy.take(rows)
+        assert torch.equal(owner, part.row_of_entries()) and torch.equal(cols, part.indices)
+        assert torch.equal(values, part.values)
+
+
+def to_torch_rows(a: SparseRows) -> torch.Tensor:
+    return torch.cat([a.indptr.double(), a.indices.double(), a.values.double()])
 
 
 @pytest.mark.parametrize("budget", [1 << 23, 7])
