@@ -8,9 +8,10 @@ evaluation stays exact: the blocks handed to it hold, for the shortlist, the val
 method's order (its distance, ties to the earlier item), and for every other item its baseline
 distance (>= 0), so a true match beyond L is scored at its baseline rank.
 
-Nothing M x N is held: queries go in blocks of at most 256 rows; for a block the method is asked
-only for the union of its queries' shortlists (Distances.blocks over those gallery rows), and
-the baseline block (B x N) is computed from X.
+Nothing M x N is held: queries go in blocks of at most 64 rows; for a block the method is asked
+only for the union of its queries' shortlists (Distances.blocks over those gallery rows: at most
+64 L, whose contextual vectors the method builds, thousands of entries each for GNN among many
+distractors), and the baseline block (B x N) is computed from X.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .distances import euclidean_blocks
 from .neighbours import _top, block_rows
 
 DEFAULT_L = 1000
-QUERY_ROWS = 256
+QUERY_ROWS = 64
 
 
 class TopLDistances:
