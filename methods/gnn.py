@@ -69,9 +69,8 @@ class GnnReranking(Reranker):
                     rows, cols, values = _gallery_reverse(shared, graph, rows, cols, values, k1, first=step == 0)
                 a = SparseRows.from_entries(torch.cat([a.row_of_entries(), rows]), torch.cat([a.indices, cols]),
                                             torch.cat([a.values, values]), (total, total))
-                a = CombinedRows(a, knn[:, :k2], weight)
-                if step == 0:
-                    a = a.select(torch.arange(total, device=shared.device))
+                combined = CombinedRows(a, knn[:, :k2], weight)  # the last step's rows: built when the distances ask
+                a = combined.select(torch.arange(total, device=shared.device)) if step == 0 else combined
         return OverlapDistances([(a, a, "product")], lambda overlap, base, rows: 1.0 - overlap)
 
 
