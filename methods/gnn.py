@@ -63,27 +63,23 @@ class GnnReranking(Reranker):
         if k2 != 1:
             weight = (1.0 - distance[:, :k2] ** 2 / 2) ** 2  # s^2, s = x_i . x_j = 1 - e^2 / 2
             for step in range(2):
-                both = a.transpose()
-                rows, cols, values = both.row_of_entries(), both.indices, both.values
+                reverse = [a.transpose()]
                 if graph.outsiders is not None:
-                    rows, cols, values = _gallery_reverse(shared, graph, rows, cols, values, k1, first=step == 0)
-                a = SparseRows.from_entries(torch.cat([a.row_of_entries(), rows]), torch.cat([a.indices, cols]),
-                                            torch.cat([a.values, values]), (total, total))
+                    reverse = _gallery_reverse(shared, graph, reverse[0], k1, first=step == 0)
+                a = SparseRows.sum([a, *reverse])
                 combined = CombinedRows(a, knn[:, :k2], weight)  # the last step's rows: built when the distances ask
                 a = combined.select(torch.arange(total, device=shared.device)) if step == 0 else combined
         return OverlapDistances([(a, a, "product")], lambda overlap, base, rows: 1.0 - overlap)
 
 
-def _gallery_reverse(shared, graph, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, k1: int,
-                     first: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A^T's entries (row, column, value) in the gallery context: a query's list adds nothing to a
-    gallery row (only a query's own diagonal stays), and in the first step a query q gets a 1 at
-    each gallery row whose kNN(j, k1) it would enter: d(q, j) <= the distance of j's k1-th entry."""
-    outsiders = torch.as_tensor(graph.outsiders, device=rows.device)
-    keep = ~outsiders[cols] | (rows == cols)
-    rows, cols, values = rows[keep], cols[keep], values[keep]
+def _gallery_reverse(shared, graph, transposed: SparseRows, k1: int, first: bool) -> list[SparseRows]:
+    """A^T's terms in the gallery context: a query's list adds nothing to a gallery row (only a
+    query's own diagonal stays), and in the first step a query q gets a 1 at each gallery row
+    whose kNN(j, k1) it would enter: d(q, j) <= the distance of j's k1-th entry."""
+    outsiders = torch.as_tensor(graph.outsiders, device=transposed.device)
+    kept = transposed.keep(~outsiders[transposed.indices] | (transposed.row_of_entries() == transposed.indices))
     if not first:
-        return rows, cols, values
+        return [kept]
     queries, gallery = shared.candidates()
     radius = graph.distances[gallery, k1 - 1]
     entering_rows, entering_cols = [], []
@@ -91,7 +87,8 @@ def _gallery_reverse(shared, graph, rows: torch.Tensor, cols: torch.Tensor, valu
         row, col = np.nonzero(block <= radius)
         entering_rows.append(queries[lo + row])
         entering_cols.append(gallery[col])
-    new_rows = torch.as_tensor(np.concatenate(entering_rows), device=rows.device)
-    new_cols = torch.as_tensor(np.concatenate(entering_cols), device=rows.device)
-    return (torch.cat([rows, new_rows]), torch.cat([cols, new_cols]),
-            torch.cat([values, torch.ones(len(new_rows), dtype=values.dtype, device=values.device)]))
+    rows = torch.as_tensor(np.concatenate(entering_rows), device=kept.device)
+    entering = SparseRows.from_entries(rows, torch.as_tensor(np.concatenate(entering_cols), device=kept.device),
+                                       torch.ones(len(rows), dtype=kept.values.dtype, device=kept.device),
+                                       (kept.rows, kept.columns))
+    return [kept, entering]

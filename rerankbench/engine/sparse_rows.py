@@ -4,7 +4,8 @@ The contextual vectors of k-reciprocal re-ranking, SCA, ECN and GNN re-ranking h
 dozen to a few hundred non-zeros per row, so they are kept sparse on the device of X, never
 as a dense T x T array. Three operations cover every method:
 
-- `SparseRows.from_entries`: build from (row, column, value) triples, summing duplicates;
+- `SparseRows.from_entries`: build from (row, column, value) triples, summing duplicates
+  (`SparseRows.sum` adds whole matrices so, in row pieces);
 - `SparseRows.combine_rows`: out[i] = sum_j w_ij * A[n_ij] (local query expansion, GNN
   propagation, ECN's expanded neighbourhood);
 - `add_min_overlap`: S[q, g] = sum_m min(A[q, m], B[g, m]) for a block of query rows and all
@@ -74,9 +75,30 @@ class SparseRows:
         indptr = torch.cat([pieces[0].indptr[:1]] + [p.indptr[1:] + off for p, off in zip(pieces, offsets)])
         return cls(indptr, torch.cat([p.indices for p in pieces]), torch.cat([p.values for p in pieces]), pieces[0].columns)
 
+    @classmethod
+    def sum(cls, terms: list["SparseRows"]) -> "SparseRows":
+        """terms[0] + terms[1] + ..., built in row pieces of at most `BUDGET` entries so that no
+        sort runs over every entry at once; where several terms hold a position their values are
+        added in the order of `terms`, so the result is from_entries' over all their entries."""
+        sizes = torch.stack([t.lengths for t in terms]).sum(0)
+        pieces = []
+        for lo, hi in _pieces(sizes):
+            rows = torch.arange(lo, hi, device=sizes.device)
+            owner, cols, values = (torch.cat(part) for part in zip(*(t.take(rows) for t in terms)))
+            pieces.append(cls.from_entries(owner, cols, values, (hi - lo, terms[0].columns)))
+        return cls.concatenate(pieces)
+
     def transpose(self) -> "SparseRows":
-        """A^T: row m lists the rows of A that hold column m (the inverted index)."""
-        return SparseRows.from_entries(self.indices, self.row_of_entries(), self.values, (self.columns, self.rows))
+        """A^T: row m lists the rows of A that hold column m (the inverted index), in increasing
+        order: a stable sort of the entries by column keeps each column's rows in row order."""
+        order = torch.argsort(self.indices, stable=True)
+        rows = torch.searchsorted(self.indptr, order, right=True) - 1
+        return SparseRows(_indptr(self.indices, self.columns), rows, self.values[order], self.rows)
+
+    def keep(self, mask: torch.Tensor) -> "SparseRows":
+        """The entries where `mask` (one flag per entry) is true, rows kept."""
+        kept_before = torch.cat([torch.zeros(1, dtype=torch.int64, device=mask.device), torch.cumsum(mask, 0)])
+        return SparseRows(kept_before[self.indptr], self.indices[mask], self.values[mask], self.columns)
 
     def row_of_entries(self) -> torch.Tensor:
         return torch.repeat_interleave(torch.arange(self.rows, device=self.indptr.device), self.lengths)
@@ -160,8 +182,9 @@ def _indptr(rows: torch.Tensor, num_rows: int) -> torch.Tensor:
     return torch.cat([torch.zeros(1, dtype=torch.int64, device=rows.device), torch.cumsum(counts, 0)])
 
 
-def _pieces(sizes: torch.Tensor, budget: int = BUDGET) -> Iterator[tuple[int, int]]:
-    """Consecutive row ranges [lo, hi) whose sizes add up to at most `budget` (one row at least)."""
+def _pieces(sizes: torch.Tensor) -> Iterator[tuple[int, int]]:
+    """Consecutive row ranges [lo, hi) whose sizes add up to at most `BUDGET` (one row at least)."""
+    budget = BUDGET  # read at the call, so that a test can make pieces of one row
     ends = torch.cumsum(sizes, 0).cpu()
     lo, total = 0, len(sizes)
     while lo < total:

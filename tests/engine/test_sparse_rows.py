@@ -46,6 +46,41 @@ def test_transpose_select_scale_and_row_sums():
     np.testing.assert_allclose(a.row_sums().numpy(), dense.sum(1))
 
 
+def test_transpose_keeps_each_columns_rows_in_increasing_order():
+    _, a = random_sparse(50, 20, density=0.4, seed=4)
+    t = a.transpose()
+    rows = t.row_of_entries()
+    assert torch.all((rows[1:] > rows[:-1]) | (t.indices[1:] > t.indices[:-1]))
+    # the inverted index is the matrix built from the swapped triples
+    want = SparseRows.from_entries(a.indices, a.row_of_entries(), a.values, (a.columns, a.rows))
+    assert torch.equal(to_torch_rows(t), to_torch_rows(want))
+
+
+@pytest.mark.parametrize("budget", [1 << 23, 9])
+def test_sum_equals_from_entries_over_every_term(budget, monkeypatch):
+    # A + A^T + C in row pieces (a tiny budget: a few rows a piece) is, to the bit, the matrix
+    # from_entries builds from all their entries at once, duplicates added in term order
+    import rerankbench.engine.sparse_rows
+    monkeypatch.setattr(rerankbench.engine.sparse_rows, "BUDGET", budget)
+    dense, a = random_sparse(30, 30, density=0.3, seed=5)
+    c_dense, c = random_sparse(30, 30, density=0.1, seed=6)
+    terms = [a, a.transpose(), c]
+    got = SparseRows.sum(terms)
+    np.testing.assert_allclose(to_dense(got), dense + dense.T + c_dense)
+    want = SparseRows.from_entries(torch.cat([t.row_of_entries() for t in terms]), torch.cat([t.indices for t in terms]),
+                                   torch.cat([t.values for t in terms]), (30, 30))
+    assert torch.equal(to_torch_rows(got), to_torch_rows(want))
+
+
+def test_keep_drops_entries_and_keeps_rows():
+    dense, a = random_sparse(25, 25, density=0.3, seed=7)
+    mask = a.indices % 3 != 0
+    kept = a.keep(mask)
+    want = dense * (np.arange(25) % 3 != 0)[None, :]
+    np.testing.assert_allclose(to_dense(kept), want)
+    assert kept.rows == 25 and kept.nnz == int(mask.sum())
+
+
 @pytest.mark.parametrize("budget", [1 << 23, 5])
 def test_combine_rows(budget, monkeypatch):
     # out[i] = sum_j w_ij A[n_ij]; a tiny budget forces one row per piece
