@@ -5,7 +5,8 @@ re-ranking's large-gallery test, Zhong et al., CVPR 2017, Sec. 4.4) adds images 
 false detections that belong to no test identity: identity 0, which the evaluation keeps in the
 gallery as negatives (spec/evaluation.md). Here each distractor is one image of a lone identity
 of the twin's generative model (synthetic.combine: its own centre in a look-alike group of
-`group_size`, one view, a camera of the twin's, image noise), drawn from a torch generator seeded
+`group_size`, one view of its own and the shared view w_0, a camera of the twin's, image noise,
+and the newer terms of synthetic.shared_parts), drawn from a torch generator seeded
 by (seed, tag, block of 256): the same images however the set is chunked, generated and written
 one block at a time (nothing but one block is held).
 """
@@ -16,7 +17,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .synthetic import IDENTITY_BLOCK, TwinModel, _draw, _normal, _seed, combine
+from .synthetic import IDENTITY_BLOCK, TwinModel, _draw, _normal, _scenes, _seed, combine, shared_parts
 
 
 def distractor_blocks(model: TwinModel, seed: int, tag: str, count: int, dim: int,
@@ -34,6 +35,9 @@ def distractor_blocks(model: TwinModel, seed: int, tag: str, count: int, dim: in
         eps = _draw(generator, (IDENTITY_BLOCK, dim))[:n]
         quality = torch.randn(IDENTITY_BLOCK, 1, generator=generator)[:n]
         camera = torch.randint(0, max(cameras, 1), (IDENTITY_BLOCK,), generator=generator)[:n]
+        identity = np.arange(lo, lo + n)
         parts = {"group": groups[torch.arange(n) // model.group_size], "own": own, "view": view,
-                 "camera": camera_shift[camera] if cameras else torch.zeros(n, dim), "noise": eps, "quality": quality}
+                 "camera": camera_shift[camera] if cameras else _scenes(model, seed, identity, dim),
+                 "noise": eps, "quality": quality,
+                 **shared_parts(model, seed, base, block, identity, torch.zeros(n, dtype=torch.int64), dim)}
         yield lo, lo + n, combine(parts, model).numpy(), (camera.numpy() if cameras else np.full(n, -1)).astype(np.int64)

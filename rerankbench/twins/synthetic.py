@@ -2,21 +2,44 @@
 
 Each image of identity i, seen by camera c from view v, gets the feature
 
-    x = mu_i + s_v * nu_{i,v} + s_c * kappa_c + s_n * exp(q * z) * eps,   then L2-normalised,
+    x = h * [sqrt(1 - r) mu_i + sqrt(r) nu_{i,v}] + s_c kappa_c + s_n exp(q z) eps
+        + s_w w_v + s_m m,                                        then L2-normalised,
 
-with mu_i = sqrt(g) * gamma_{group(i)} + sqrt(1 - g) * u_i the identity centre (identities of
-one hard-negative group -- similar clothing, the same car model -- share gamma, so their
-centres have cosine ~g), nu_{i,v} one of the identity's views, kappa_c a per-camera shift,
-eps image noise whose scale varies per image (z ~ N(0, 1): some images are much harder) and
-every base vector drawn from N(0, I/D) (unit norm in expectation). The train split uses the
-noise, view share and group similarity times `train_ease`: the backbone was fitted to it, so
-it is easier (paper, Table VI).
+with mu_i = sqrt(g) * gamma_{group(i)} + sqrt(1 - g) * u_i the identity centre and every base
+vector drawn from N(0, I/D) (unit norm in expectation). What each term stands for in real data:
+
+- gamma, g: look-alike groups -- similar clothing, the same car model and colour; identities of
+  one group share gamma, so their centres have cosine ~g. With `group_spread` > 0 each group
+  has its own g = sigmoid(logit(g) + group_spread * z_group): some models are near-twins.
+- u_i: what sets identity i apart. Isotropic in D dimensions by default; with `identity_rank`
+  = R > 0 it lies in one R-dimensional subspace shared by every identity (and every split:
+  the backbone's embedding spans few directions that separate people or vehicles), so the
+  nearest other identities come close, as in trained embeddings.
+- nu_{i,v}: the identity seen from view v (front / back / side, pose): one of `views` vectors
+  of its own; one camera sees an identity from one view.
+- kappa_c: a camera's scene, background and illumination, shared by everyone it films. A test
+  set without camera ids (VehicleID) can have `scenes` latent ones: each identity is filmed in
+  one scene (hashed from it), never exported as a camera.
+- w_v: the view itself (`shared_view`), one vector per view index shared by every identity:
+  images taken from the same side look alike whoever is in them.
+- m: the common mean of the embedding (`common`): features after ReLU and pooling share a
+  direction, which lifts every cosine.
+- h: image quality. A share `hard_share` of the images (occluded, blurred, low resolution)
+  keep only `hard_signal` of their identity signal (h = hard_signal, else 1), so they drift
+  toward the common mean and the nuisance, and near each other.
+- eps: image noise whose scale varies per image (z ~ N(0, 1): some images are much harder).
+
+Every term is off (zero) by default except the original ones, and each newer term draws from
+its own seeded stream, so a model that leaves them off gives the same twin to the bit. The
+train split uses the noise, view share and group similarity times `train_ease`: the backbone
+was fitted to it, so it is easier (paper, Table VI).
 Everything is drawn from torch generators seeded per (seed, split, identity block), so a twin
 is identical on every machine and however it is chunked.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import zlib
 from dataclasses import dataclass
 
@@ -53,6 +76,10 @@ class TwinModel:
         return dataclasses.replace(self, noise=self.noise * t, view_share=self.view_share * t,
                                    group_similarity=self.group_similarity * t)
 
+    def __post_init__(self):
+        if IDENTITY_BLOCK % self.group_size:  # a look-alike group lies in one identity block
+            raise ValueError(f"group_size must divide {IDENTITY_BLOCK}, got {self.group_size}")
+
     noise: float
     view_share: float
     quality_spread: float = 0.3
@@ -61,6 +88,13 @@ class TwinModel:
     group_size: int = 8
     camera_shift: float = 0.2
     train_ease: float = 0.5
+    group_spread: float = 0.0
+    identity_rank: int = 0
+    scenes: int = 0
+    shared_view: float = 0.0
+    common: float = 0.0
+    hard_share: float = 0.0
+    hard_signal: float = 1.0
 
 
 def layout(counts: SplitCounts, rng: np.random.Generator, camera_subset: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -106,19 +140,62 @@ def feature_parts(identity: np.ndarray, camera: np.ndarray, model: TwinModel, se
             "group": groups[torch.as_tensor(identity[lo:hi] // model.group_size)],
             "own": own[rows],
             "view": views[rows, view],
-            "camera": cameras[torch.as_tensor(camera[lo:hi])] if camera[lo] >= 0 else torch.zeros(hi - lo, dim),
+            "camera": cameras[torch.as_tensor(camera[lo:hi])] if camera[lo] >= 0 else _scenes(model, seed, identity[lo:hi], dim),
             "noise": eps,
             "quality": quality,
+            **shared_parts(model, seed, base, block, identity[lo:hi], view, dim),
         }
 
 
+def _scenes(model: TwinModel, seed: int, identity: np.ndarray, dim: int) -> torch.Tensor:
+    """kappa of each image's latent scene where the test set has no camera ids: one of
+    `scenes` per identity (hashed from it); zeros with scenes = 0."""
+    if not model.scenes:
+        return torch.zeros(len(identity), dim)
+    scene = _mix(identity, np.zeros_like(identity)) % model.scenes
+    return _normal(seed, "scenes", (model.scenes, dim))[torch.as_tensor(scene)]
+
+
+def shared_parts(model: TwinModel, seed: int, base: int, block: int, identity: np.ndarray, view: torch.Tensor,
+                 dim: int) -> dict[str, torch.Tensor]:
+    """The newer terms' unscaled draws for the images of identity block `block` (their identity
+    and view indices), each from a stream of its own: "group_z" (the look-alike group's z),
+    "hard_draw" (U(0, 1) per image, hard below hard_share; drawn for a whole block at least, so
+    a short last block of distractors is a prefix of a full one), "shared_view" (w_v), "common" (m),
+    and with identity_rank R > 0 "own_low" (u_i = W_i B, W_i ~ N(0, I/R) and the R x D basis B
+    shared by every split)."""
+    within = torch.as_tensor(identity % IDENTITY_BLOCK)
+    group_z = torch.randn(IDENTITY_BLOCK // model.group_size, generator=_generator(base, f"group-spread{block}"))
+    parts = {
+        "group_z": group_z[within // model.group_size].unsqueeze(1),
+        "hard_draw": torch.rand(max(len(identity), IDENTITY_BLOCK), 1, generator=_generator(base, f"hard{block}"))[:len(identity)],
+        "shared_view": _normal(seed, "shared-views", (model.views, dim))[view],
+        "common": _normal(seed, "common", (1, dim)).expand(len(identity), dim),
+    }
+    if model.identity_rank:
+        weights = torch.randn(IDENTITY_BLOCK, model.identity_rank, generator=_generator(base, f"rank{block}"))
+        basis = _normal(seed, "identity-basis", (model.identity_rank, dim))
+        parts["own_low"] = (weights / model.identity_rank ** 0.5 @ basis)[within]
+    return parts
+
+
 def combine(parts: dict[str, torch.Tensor], model: TwinModel) -> torch.Tensor:
-    """x = sqrt(1 - r) (sqrt(g) gamma + sqrt(1 - g) u) + sqrt(r) nu + s_c kappa + s_n exp(q z) eps,
-    L2-normalised (r: the view share of the identity signal)."""
+    """x = h [sqrt(1 - r) (sqrt(g) gamma + sqrt(1 - g) u) + sqrt(r) nu] + s_c kappa
+    + s_n exp(q z) eps + s_w w_v + s_m m, L2-normalised (r: the view share of the identity
+    signal; the module's docstring says what each term is). Terms left at zero are skipped."""
     g = model.group_similarity
+    if model.group_spread:
+        g = torch.sigmoid(math.log(g / (1 - g)) + model.group_spread * parts["group_z"])
+    own = parts["own_low"] if model.identity_rank else parts["own"]
     rho = model.view_share
-    x = (1 - rho) ** 0.5 * (g ** 0.5 * parts["group"] + (1 - g) ** 0.5 * parts["own"]) + rho ** 0.5 * parts["view"]
+    x = (1 - rho) ** 0.5 * (g ** 0.5 * parts["group"] + (1 - g) ** 0.5 * own) + rho ** 0.5 * parts["view"]
+    if model.hard_share:
+        x = x * torch.where(parts["hard_draw"] < model.hard_share, model.hard_signal, 1.0)
     x += model.camera_shift * parts["camera"] + model.noise * torch.exp(model.quality_spread * parts["quality"]) * parts["noise"]
+    if model.shared_view:
+        x += model.shared_view * parts["shared_view"]
+    if model.common:
+        x += model.common * parts["common"]
     return torch.nn.functional.normalize(x, dim=1)
 
 
@@ -174,5 +251,9 @@ def _draw(generator: torch.Generator, shape) -> torch.Tensor:
     return torch.randn(shape, generator=generator) / shape[-1] ** 0.5
 
 
+def _generator(seed: int, tag: str) -> torch.Generator:
+    return torch.Generator().manual_seed(_seed(seed, tag))
+
+
 def _normal(seed: int, tag: str, shape) -> torch.Tensor:
-    return _draw(torch.Generator().manual_seed(_seed(seed, tag)), shape)
+    return _draw(_generator(seed, tag), shape)
