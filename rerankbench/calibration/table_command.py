@@ -1,0 +1,58 @@
+"""`python -m rerankbench calibrate --fit-table`: fit each named twin to the paper's whole table
+(table_fit.py) and store every fit with how it was made (twins/fitted.py), not adopted."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from ..engine.registry import datasets
+from ..harness.provenance import git_commit, versions
+from ..twins.fitted import FITS_FILE, store_fit, stored_model
+from ..twins.synthetic import TwinModel
+from .table_fit import SPACE, fit_table
+
+
+def fit_tables(names: list[str], scale: float, search: str, evaluations: int, terms: str | None, start: str,
+               settings: list[str], fits: str | None, command: str) -> None:
+    chosen = terms.split(",") if terms else list(SPACE)
+    path = fits or FITS_FILE
+    for name in names:
+        dataset = datasets()[name]
+        model = _starting_model(dataset.model, name, start, path)
+        model = dataclasses.replace(model, **_settings(settings))
+        began = time.perf_counter()
+        result = fit_table(dataset, scale, chosen, search, evaluations, start=model)
+        entry = {"model": dataclasses.asdict(result.model), "error": round(result.error, 3),
+                 "evaluations": result.evaluations, "search": search, "terms": chosen, "seed": 0,
+                 "cells": [{"cell": cell.label, "paper": cell.paper, "twin": round(value, 2)} for cell, value in result.cells],
+                 "wall_s": round(time.perf_counter() - began, 1), "command": command,
+                 "git_commit": git_commit(), "versions": versions(), "date": time.strftime("%Y-%m-%d")}
+        written = store_fit(name, scale, entry, path)
+        print(f"{name} at scale {scale:g}: error {result.error:.1f} after {result.evaluations} twins; stored in {written}")
+        for cell, value in result.cells:
+            print(f"  {cell.label:32s} paper {cell.paper:6.2f}  twin {value:6.2f}  {value - cell.paper:+6.2f}")
+
+
+def _starting_model(registered: TwinModel, name: str, start: str, path) -> TwinModel:
+    if start == "registered":
+        return registered
+    try:
+        scale = float(start)
+    except ValueError:
+        raise ValueError(f"--start takes 'registered' or a scale, got {start!r}") from None
+    stored = stored_model(name, scale, path)
+    if stored is None:
+        raise ValueError(f"--start {start}: {path} holds no fit of {name} at scale {scale:g}")
+    return stored
+
+
+def _settings(settings: list[str]) -> dict:
+    """--set TERM=VALUE -> {term: value}, typed as TwinModel declares the term."""
+    types = {f.name: f.type for f in dataclasses.fields(TwinModel)}
+    values = {}
+    for text in settings:
+        term, equals, value = text.partition("=")
+        if not equals or term not in types:
+            raise ValueError(f"--set {text!r}: expected TERM=VALUE with a term of the twin model ({', '.join(types)})")
+        values[term] = int(value) if types[term] in ("int", int) else float(value)
+    return values
