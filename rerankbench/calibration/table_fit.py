@@ -68,7 +68,7 @@ def fitted_cells(dataset: str) -> list[Cell]:
 def twin_metrics(dataset: TwinDataset, model: TwinModel, cells: list[Cell], scale: float, seed: int = 0) -> dict:
     """{(method, params): metrics} of the twin made from `model`, one run per distinct method
     and parameters (one shared kNN graph for all)."""
-    fs = dataclasses.replace(dataset, model=model).load(scale, seed)
+    fs = dataset.load(scale, seed, model=model)
     shared = SharedSteps(fs)
     results = {}
     for name, params in dict.fromkeys((c.method, c.params) for c in cells):

@@ -7,11 +7,16 @@ One entry per test set and scale:
                                  "adopted": false, "command": "...", "date": "...", ...}}}
 
 A fit is stored as soon as it ends, so that no fitting is lost, but a twin only changes when
-its entry is adopted (`"adopted": true`), together with the record sets made on it.
+its entry is adopted (`"adopted": true`), together with the record sets made on it. A twin at
+a scale between two adopted fits takes each continuous term interpolated linearly in
+log(scale) (fitted at 0.1 and 1.0, a twin at 0.3 is 52% of the way); outside them, the
+nearest fit's (`adopted_model`).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from pathlib import Path
 
 from ..runtime.files import locked, write_text_atomic
@@ -20,9 +25,9 @@ from .synthetic import TwinModel
 FITS_FILE = Path(__file__).resolve().parent.parent / "data" / "twin_fits.json"
 
 
-def read_fits(path: str | Path = FITS_FILE) -> dict[str, dict[str, dict]]:
+def read_fits(path: str | Path | None = None) -> dict[str, dict[str, dict]]:
     """Every stored fit: {test set: {scale: entry}}; {} when there is no file yet."""
-    path = Path(path)
+    path = Path(path or FITS_FILE)
     if not path.exists():
         return {}
     try:
@@ -34,24 +39,53 @@ def read_fits(path: str | Path = FITS_FILE) -> dict[str, dict[str, dict]]:
     return fits
 
 
-def store_fit(dataset: str, scale: float, entry: dict, path: str | Path = FITS_FILE) -> Path:
+def store_fit(dataset: str, scale: float, entry: dict, path: str | Path | None = None) -> Path:
     """Add or replace the entry of (dataset, scale), under a lock, atomically; not adopted."""
-    path = Path(path)
+    path = Path(path or FITS_FILE)
     with locked(path.with_name(path.name + ".lock")):
         fits = read_fits(path)
         fits.setdefault(dataset, {})[_scale_key(scale)] = {**entry, "adopted": False}
         return write_text_atomic(path, json.dumps(fits, indent=1, sort_keys=True) + "\n")
 
 
-def stored_model(dataset: str, scale: float, path: str | Path = FITS_FILE) -> TwinModel | None:
+def stored_model(dataset: str, scale: float, path: str | Path | None = None) -> TwinModel | None:
     """The model stored for (dataset, scale), adopted or not; None when there is none."""
     entry = read_fits(path).get(dataset, {}).get(_scale_key(scale))
-    if entry is None:
+    return None if entry is None else _model(entry, dataset, scale, path)
+
+
+def adopted_model(dataset: str, scale: float, path: str | Path | None = None) -> TwinModel | None:
+    """The model of `dataset`'s twin at `scale` from its adopted fits (see the module docstring);
+    None when none is adopted."""
+    adopted = sorted((float(key), _model(entry, dataset, float(key), path))
+                     for key, entry in read_fits(path).get(dataset, {}).items() if entry.get("adopted"))
+    if not adopted:
         return None
+    below = [fit for fit in adopted if fit[0] <= scale] or adopted[:1]
+    above = [fit for fit in adopted if fit[0] >= scale] or adopted[-1:]
+    (low, lower), (high, upper) = below[-1], above[0]
+    if low == high:
+        return lower
+    share = (math.log(scale) - math.log(low)) / (math.log(high) - math.log(low))
+    values = {}
+    for field in dataclasses.fields(TwinModel):
+        a, b = getattr(lower, field.name), getattr(upper, field.name)
+        if field.type in ("int", int):
+            if a != b:
+                raise ValueError(f"{Path(path or FITS_FILE)}: {dataset}'s fits at {low:g} and {high:g} differ in "
+                                 f"{field.name} ({a} and {b}), which cannot be interpolated")
+            values[field.name] = a
+        else:
+            values[field.name] = round(a + share * (b - a), 6)
+    return TwinModel(**values)
+
+
+def _model(entry: dict, dataset: str, scale: float, path) -> TwinModel:
     try:
         return TwinModel(**entry["model"])
     except (KeyError, TypeError) as error:
-        raise ValueError(f"{Path(path)}: {dataset} at scale {scale:g} is not a model of this generator ({error})") from None
+        raise ValueError(f"{Path(path or FITS_FILE)}: {dataset} at scale {scale:g} is not a model of this generator "
+                         f"({error})") from None
 
 
 def _scale_key(scale: float) -> str:

@@ -20,6 +20,7 @@ from ..runtime.files import folder_lock
 from ..runtime.progress import progress
 from .cache import read_split, write_split, write_split_streaming
 from .distractors import distractor_blocks
+from .fitted import adopted_model
 from .synthetic import Layout, SplitCounts, TwinModel, split_layout
 
 GENERATOR_VERSION = 1
@@ -51,35 +52,44 @@ class TwinDataset:
     in_all: bool = True  # named by "all" (--datasets all); a large-gallery set is named explicitly
 
     def load(self, scale: float = 1.0, seed: int = 0, dim: int = 2048, with_train: bool = False,
-             cache_dir: str | Path | None = None, show_progress: bool = False, distractors: int = 0) -> FeatureSet:
+             cache_dir: str | Path | None = None, show_progress: bool = False, distractors: int = 0,
+             model: TwinModel | None = None) -> FeatureSet:
         """The twin at `scale` (a fraction of the full Table I counts), from cache when there, with
-        `distractors` more distractor images in its gallery (twins/distractors.py)."""
+        `distractors` more distractor images in its gallery (twins/distractors.py); `model` replaces
+        the twin's own (`model_at(scale)`), as a fit tries candidates."""
         if not 0 < scale <= 1:
             raise ValueError(f"scale must be in (0, 1], got {scale}")
         extra = round(self.extra_distractors * scale) + distractors
         if extra or self.twin_of is not None:
             base = self.twin_of or dataclasses.replace(self, extra_distractors=0)
-            return self._with_distractors(base.load(scale, seed, dim, with_train, cache_dir, show_progress),
-                                          extra, seed, cache_dir, show_progress)
+            model = model or base.model_at(scale)
+            return self._with_distractors(base.load(scale, seed, dim, with_train, cache_dir, show_progress, model=model),
+                                          extra, model, seed, cache_dir, show_progress)
+        model = model or self.model_at(scale)
         source = {"kind": "synthetic", "twin_of": self.title, "scale": scale, "seed": seed,
-                  "generator": GENERATOR_VERSION, "model": dataclasses.asdict(self.model)}
+                  "generator": GENERATOR_VERSION, "model": dataclasses.asdict(model)}
         names = ("query", "gallery", "train") if with_train else ("query", "gallery")
-        inputs = dataclasses.asdict(dataclasses.replace(self, released=None))
+        inputs = dataclasses.asdict(dataclasses.replace(self, released=None, model=model))
         for name in ("released", "extra_distractors", "twin_of", "in_all"):
             del inputs[name]  # not inputs of this twin (its distractors are added above), so its cache keys stay
         key = _key({**inputs, "scale": scale, "seed": seed, "dim": dim, "generator": GENERATOR_VERSION})
         if cache_dir is None:
-            splits = self._generate(scale, seed, dim, names, show_progress)
+            splits = self._generate(model, scale, seed, dim, names, show_progress)
         else:
             folder = Path(cache_dir) / "twins" / f"{self.name}-{key}"
             with folder_lock(folder):  # one process generates, the others wait and read it
                 splits = {name: read_split(folder, name) for name in names}
                 missing = [name for name, split in splits.items() if split is None]
-                for name, split in self._generate(scale, seed, dim, missing, show_progress).items():
+                for name, split in self._generate(model, scale, seed, dim, missing, show_progress).items():
                     write_split(folder, name, split)
                     splits[name] = split
         return FeatureSet(self.name, splits["query"], splits["gallery"], self.protocol, source,
                           splits.get("train"), self.k_override)
+
+    def model_at(self, scale: float) -> TwinModel:
+        """The generative model of the twin at `scale`: from its adopted fits where it has any
+        (twins/fitted.py), else the registered one."""
+        return adopted_model(self.name, scale) or self.model
 
     @property
     def family(self) -> str:
@@ -100,7 +110,8 @@ class TwinDataset:
         query_rows = _pick_queries(test.ids, query, np.random.default_rng(seed))
         return test, query_rows, np.setdiff1d(np.arange(len(test.ids)), query_rows)
 
-    def _with_distractors(self, base: FeatureSet, extra: int, seed: int, cache_dir, show_progress: bool) -> FeatureSet:
+    def _with_distractors(self, base: FeatureSet, extra: int, model: TwinModel, seed: int, cache_dir,
+                          show_progress: bool) -> FeatureSet:
         """`base` with `extra` distractors (identity 0) after its gallery, generated block by block into
         the cache (`<cache>/twins/<name>-<key>/gallery.*`); k1 = N/C stays the base's."""
         gallery, dim = base.gallery, base.dim
@@ -114,7 +125,7 @@ class TwinDataset:
 
         def fill(out: np.ndarray) -> None:
             out[:len(gallery)] = gallery.features
-            for lo, hi, features, camera in progress(distractor_blocks(self.model, seed, tag, extra, dim, cameras),
+            for lo, hi, features, camera in progress(distractor_blocks(model, seed, tag, extra, dim, cameras),
                                                        "distractors", show_progress):
                 out[len(gallery) + lo:len(gallery) + hi] = features
                 if cams is not None:
@@ -125,7 +136,7 @@ class TwinDataset:
             split = Split(features, ids, cams)
         else:
             key = _key({"base": base.fingerprint, "extra": extra, "seed": seed, "tag": tag, "generator": GENERATOR_VERSION,
-                        "model": dataclasses.asdict(self.model)})
+                        "model": dataclasses.asdict(model)})
             folder = Path(cache_dir) / "twins" / f"{self.name}-{key}"
             with folder_lock(folder):
                 split = read_split(folder, "gallery")
@@ -135,18 +146,19 @@ class TwinDataset:
         source = {**base.source, "twin_of": self.title, "distractors_added": extra}
         return FeatureSet(self.name, base.query, split, base.protocol, source, base.train, base.default_k)
 
-    def _generate(self, scale: float, seed: int, dim: int, splits: list[str], show_progress: bool) -> dict[str, Split]:
+    def _generate(self, model: TwinModel, scale: float, seed: int, dim: int, splits: list[str],
+                  show_progress: bool) -> dict[str, Split]:
         """The named splits ("query", "gallery", "train"), freshly generated."""
         made = {}
         if "query" in splits or "gallery" in splits:
             test, query_rows, gallery_rows = self.test_layout(scale, seed)
-            features = test.features(self.model, seed, dim, show_progress)
+            features = test.features(model, seed, dim, show_progress)
             for split, rows in (("query", query_rows), ("gallery", gallery_rows)):
                 made[split] = Split(features[rows], test.ids[rows], None if test.cams[0] < 0 else test.cams[rows])
         if "train" in splits:
             train = split_layout(self.train.scaled(scale), seed, f"{self.family}/train")
-            model = self.train_model or self.model.for_train()
-            made["train"] = Split(train.features(model, seed, dim, show_progress),
+            train_model = self.train_model or model.for_train()
+            made["train"] = Split(train.features(train_model, seed, dim, show_progress),
                                   train.ids, None if train.cams[0] < 0 else train.cams)
         return made
 

@@ -84,3 +84,33 @@ def test_settings_are_typed_and_checked():
     assert _settings(["identity_rank=16", "common=0.5"]) == {"identity_rank": 16, "common": 0.5}
     with pytest.raises(ValueError, match="expected TERM=VALUE"):
         _settings(["rank=16"])
+
+
+def test_only_adopted_fits_change_a_twin_and_scales_between_are_interpolated(tmp_path, monkeypatch):
+    import rerankbench.twins.fitted as fitted
+    path = tmp_path / "fits.json"
+    monkeypatch.setattr(fitted, "FITS_FILE", path)
+    market = datasets()["market1501"]
+    plain = market.load(0.02, dim=32)
+    low = dataclasses.replace(market.model, noise=0.2, common=0.4, identity_rank=8)
+    high = dataclasses.replace(market.model, noise=1.2, common=0.0, identity_rank=8)
+    store_fit("market1501", 0.1, {"model": dataclasses.asdict(low)})
+    store_fit("market1501", 1.0, {"model": dataclasses.asdict(high)})
+    assert market.model_at(0.3) == market.model  # stored, not adopted: nothing changes
+    assert market.load(0.02, dim=32).fingerprint == plain.fingerprint
+    fits = read_fits()
+    for entry in fits["market1501"].values():
+        entry["adopted"] = True
+    path.write_text(json.dumps(fits))
+    assert market.model_at(0.1) == low and market.model_at(1.0) == high
+    assert market.model_at(0.02) == low  # below the fitted scales: the nearest fit
+    between = market.model_at(10 ** -0.5)  # half way in log(scale) from 0.1 to 1.0
+    assert between.noise == pytest.approx(0.7) and between.common == pytest.approx(0.2) and between.identity_rank == 8
+    adopted = market.load(0.02, dim=32)
+    assert adopted.fingerprint != plain.fingerprint and adopted.source["model"]["noise"] == 0.2
+    # a fit tries candidates whatever is adopted
+    assert market.load(0.02, dim=32, model=market.model).fingerprint == plain.fingerprint
+    fits["market1501"]["1"]["model"]["identity_rank"] = 4  # scales are keyed as %g writes them
+    path.write_text(json.dumps(fits))
+    with pytest.raises(ValueError, match="differ in identity_rank"):
+        market.model_at(0.3)
