@@ -9,7 +9,7 @@ from ..engine.registry import datasets
 from ..harness.provenance import git_commit, versions
 from ..twins.fitted import FITS_FILE, store_fit, stored_model
 from ..twins.synthetic import TwinModel
-from .table_fit import SPACE, fit_table
+from .table_fit import HELD_OUT, SPACE, fit_table, table_cells, twin_metrics
 
 
 def fit_tables(names: list[str], scale: float, search: str, evaluations: int, terms: str | None, start: str,
@@ -27,10 +27,16 @@ def fit_tables(names: list[str], scale: float, search: str, evaluations: int, te
                  "cells": [{"cell": cell.label, "paper": cell.paper, "twin": round(value, 2)} for cell, value in result.cells],
                  "wall_s": round(time.perf_counter() - began, 1), "command": command,
                  "git_commit": git_commit(), "versions": versions(), "date": time.strftime("%Y-%m-%d")}
+        held_out = table_cells(name, HELD_OUT)
+        predicted = twin_metrics(dataset, result.model, held_out, scale)
+        entry["held_out"] = [{"cell": c.label, "paper": c.paper, "twin": round(predicted[c.method, c.params][c.metric], 2)}
+                             for c in held_out]
         written = store_fit(name, scale, entry, path)
         print(f"{name} at scale {scale:g}: error {result.error:.1f} after {result.evaluations} twins; stored in {written}")
-        for cell, value in result.cells:
-            print(f"  {cell.label:32s} paper {cell.paper:6.2f}  twin {value:6.2f}  {value - cell.paper:+6.2f}")
+        for title, rows in (("fitted", entry["cells"]), ("held out", entry["held_out"])):
+            print(f"  {title}:")
+            for row in rows:
+                print(f"    {row['cell']:32s} paper {row['paper']:6.2f}  twin {row['twin']:6.2f}  {row['twin'] - row['paper']:+6.2f}")
 
 
 def _starting_model(registered: TwinModel, name: str, start: str, path) -> TwinModel:

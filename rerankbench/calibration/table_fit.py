@@ -33,6 +33,7 @@ from ..twins.synthetic import TwinModel
 from ..twins.twin import TwinDataset
 
 FITTED = ("baseline", "aqe", "alpha_qe", "k_reciprocal")
+HELD_OUT = ("alpha_qe_k_reciprocal", "sca", "ecn", "gnn")
 CURVE_METHODS = ("aqe", "alpha_qe", "k_reciprocal")
 SPACE = {  # the continuous terms of TwinModel a fit may move, and their bounds
     "noise": (0.02, 3.0), "view_share": (0.0, 0.9), "quality_spread": (0.0, 1.0),
@@ -58,11 +59,16 @@ class Cell:
 
 def fitted_cells(dataset: str) -> list[Cell]:
     """The cells a fit of `dataset` aims at: Table V's of the fitted methods, then the k1 curves'."""
-    cells = [Cell(name, (), metric, values[name]) for (d, metric), values in paper_table5().items()
-             if d == dataset and metric != "time_s" for name in FITTED if name in values]
+    cells = table_cells(dataset, FITTED)
     for point in paper_k1_curves().get(dataset, []):
         cells += [Cell(name, (("k1", point["k1"]),), point["metric"], point[name]) for name in CURVE_METHODS]
     return cells
+
+
+def table_cells(dataset: str, methods: tuple[str, ...]) -> list[Cell]:
+    """Table V's cells of `methods` on `dataset` (HELD_OUT: the model's predictions to check)."""
+    return [Cell(name, (), metric, values[name]) for (d, metric), values in paper_table5().items()
+            if d == dataset and metric != "time_s" for name in methods if name in values]
 
 
 def twin_metrics(dataset: TwinDataset, model: TwinModel, cells: list[Cell], scale: float, seed: int = 0) -> dict:

@@ -64,6 +64,9 @@ def test_fits_are_stored_with_their_command_and_not_adopted(tmp_path):
     assert entry["adopted"] is False and entry["evaluations"] <= 3 and entry["terms"] == ["noise"]
     assert entry["model"]["identity_rank"] == 4 and entry["command"] == command
     assert len(entry["cells"]) == 8 and {"cell", "paper", "twin"} == set(entry["cells"][0])
+    # the held-out methods' cells are the fitted model's predictions, stored beside the fit
+    assert [row["cell"] for row in entry["held_out"]] == [f"{m} {x}" for x in ("cmc1", "map")
+                                                          for m in ("alpha_qe_k_reciprocal", "sca", "ecn", "gnn")]
     model = stored_model("market1501", 0.02, path)
     assert model == TwinModel(**entry["model"]) and stored_model("market1501", 1.0, path) is None
     store_fit("dukemtmc", 1.0, {"model": dataclasses.asdict(model)}, path)  # a second test set beside it
