@@ -23,6 +23,8 @@ from .sparse_rows import SparseRows, add_inner_products, add_min_overlap
 
 COMBINE = {"min": add_min_overlap, "product": add_inner_products}
 
+DENSE_SHARE = 0.125  # a block with more pairs that overlap is finished whole, not pair by pair
+
 Finish = Callable[[torch.Tensor, "torch.Tensor | None", torch.Tensor], torch.Tensor]
 
 
@@ -33,7 +35,9 @@ class OverlapDistances:
     finish: elementwise and broadcasting; it is applied once to the whole block with S = 0
     (a 0-d tensor; rows as a column, base the block) and then again to the few pairs whose S
     is not 0 (S, base and rows per pair), so the block is never passed over more than it must
-    be. It may work in place on `base` (a block it owns).
+    be; where more than DENSE_SHARE of the pairs overlap (GNN among many distractors), once to
+    the whole block with S (the pairs' indices would outweigh the block). It may work in place
+    on `base` (a block it owns) and returns a new tensor or `base`.
     dtype: the precision S is accumulated in (float64 where sums of integers must stay exact)."""
 
     def __init__(self, terms: list[tuple[SparseRows, SparseRows, str]], finish: Finish,
@@ -57,6 +61,11 @@ class OverlapDistances:
             overlap = scratch[:len(rows) * width]
             for a, b_by_column, add in terms:
                 add(a, rows, b_by_column, overlap)
+            if int(torch.count_nonzero(overlap)) > DENSE_SHARE * len(overlap):
+                out = self.finish(overlap.view(len(rows), width), base, rows[:, None]).to(torch.float32)
+                yield lo, out.cpu().numpy()
+                overlap.zero_()
+                continue
             pairs = torch.nonzero(overlap).squeeze(1)
             values = overlap[pairs]
             overlap[pairs] = 0  # clean for the next block
