@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                            "from the registered model, or from the stored fit at SCALE")
     calibrate.add_argument("--set", action="append", default=[], metavar="TERM=VALUE",
                            help="with --fit-table: fix a term of the starting model, e.g. identity_rank=16")
+    calibrate.add_argument("--ablate", action="store_true", help="each twin's model (see --start, --set) as it is and "
+                           "with one term off at a time: baseline, AQE, SCA, GNN at --scale")
     calibrate.add_argument("--fits", metavar="FILE", help="with --fit-table: where fits are stored (default: the "
                            "package's data/twin_fits.json)")
 
@@ -421,6 +423,10 @@ def _export(args) -> int:
 
 def _calibrate(args) -> int:
     names = registry.select(args.datasets, registry.datasets(), "dataset")
+    if args.ablate:
+        from .calibration.table_command import ablate
+        ablate(names, args.scale, args.start, args.set, args.fits)
+        return 0
     if args.fit_table:
         from .calibration.table_command import fit_tables
         fit_tables(names, args.scale, args.search, args.evaluations, args.terms, args.start, args.set, args.fits,

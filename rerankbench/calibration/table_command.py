@@ -1,5 +1,6 @@
 """`python -m rerankbench calibrate --fit-table`: fit each named twin to the paper's whole table
-(table_fit.py) and store every fit with how it was made (twins/fitted.py), not adopted."""
+(table_fit.py) and store every fit with how it was made (twins/fitted.py), not adopted; and
+`calibrate --ablate`: a model's terms off one at a time (term_ablation.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,6 +11,7 @@ from ..harness.provenance import git_commit, versions
 from ..twins.fitted import FITS_FILE, store_fit, stored_model
 from ..twins.synthetic import TwinModel
 from .table_fit import HELD_OUT, SPACE, fit_table, table_cells, twin_metrics
+from .term_ablation import ablation_table
 
 
 def fit_tables(names: list[str], scale: float, search: str, evaluations: int, terms: str | None, start: str,
@@ -37,6 +39,14 @@ def fit_tables(names: list[str], scale: float, search: str, evaluations: int, te
             print(f"  {title}:")
             for row in rows:
                 print(f"    {row['cell']:32s} paper {row['paper']:6.2f}  twin {row['twin']:6.2f}  {row['twin'] - row['paper']:+6.2f}")
+
+
+def ablate(names: list[str], scale: float, start: str, settings: list[str], fits: str | None) -> None:
+    """Print each twin's term ablation (term_ablation.py) at `scale`, for the model `start` names."""
+    for name in names:
+        dataset = datasets()[name]
+        model = dataclasses.replace(_starting_model(dataset.model, name, start, fits or FITS_FILE), **_settings(settings))
+        print(ablation_table(dataset, model, scale), flush=True)
 
 
 def _starting_model(registered: TwinModel, name: str, start: str, path) -> TwinModel:

@@ -117,3 +117,15 @@ def test_only_adopted_fits_change_a_twin_and_scales_between_are_interpolated(tmp
     path.write_text(json.dumps(fits))
     with pytest.raises(ValueError, match="differ in identity_rank"):
         market.model_at(0.3)
+
+
+def test_term_ablation_turns_each_term_off_in_turn():
+    from rerankbench.calibration.term_ablation import TERMS_OFF, ablation_table
+    market = datasets()["market1501"]
+    model = dataclasses.replace(market.model, common=1.0)
+    rows = ablation_table(market, model, 0.02).splitlines()
+    labels = [row.split(" | ")[0].lstrip("| ") for row in rows[2:]]
+    assert labels == ["as given", *TERMS_OFF] and rows[0].count("|") == 10  # a label and 8 cells
+    values = {label: row.split(" | ")[1:] for label, row in zip(labels, rows[2:])}
+    assert values["no hard images"] == values["as given"] and values["isotropic identities"] == values["as given"]  # off
+    assert values["no common mean"] != values["as given"] and values["one view"] != values["as given"]
