@@ -40,4 +40,6 @@ def distractor_blocks(model: TwinModel, seed: int, tag: str, count: int, dim: in
                  "camera": camera_shift[camera] if cameras else _scenes(model, seed, identity, dim),
                  "noise": eps, "quality": quality,
                  **shared_parts(model, seed, base, block, identity, torch.zeros(n, dtype=torch.int64), dim)}
+        if model.view_blend:  # a second view of each lone identity, from its own stream
+            parts["view_next"] = _draw(torch.Generator().manual_seed(_seed(base, f"view-next{block}")), (IDENTITY_BLOCK, dim))[:n]
         yield lo, lo + n, combine(parts, model).numpy(), (camera.numpy() if cameras else np.full(n, -1)).astype(np.int64)

@@ -16,7 +16,10 @@ vector drawn from N(0, I/D) (unit norm in expectation). What each term stands fo
   the backbone's embedding spans few directions that separate people or vehicles), so the
   nearest other identities come close, as in trained embeddings.
 - nu_{i,v}: the identity seen from view v (front / back / side, pose): one of `views` vectors
-  of its own; one camera sees an identity from one view.
+  of its own; one camera sees an identity from one view. Viewpoints are continuous in real
+  data: with `view_blend` = b > 0 each image turns a fraction f = b u (u ~ U(0, 1)) of the way
+  to the next view, nu = cos(pi f / 2) nu_{i,v} + sin(pi f / 2) nu_{i,v+1} (w_v likewise), so
+  an identity's images chain from one view to the next instead of falling into separate sets.
 - kappa_c: a camera's scene, background and illumination, shared by everyone it films. A test
   set without camera ids (VehicleID) can have `scenes` latent ones: each identity is filmed in
   one scene (hashed from it), never exported as a camera.
@@ -92,6 +95,7 @@ class TwinModel:
     identity_rank: int = 0
     scenes: int = 0
     shared_view: float = 0.0
+    view_blend: float = 0.0
     common: float = 0.0
     hard_share: float = 0.0
     hard_signal: float = 1.0
@@ -144,6 +148,7 @@ def feature_parts(identity: np.ndarray, camera: np.ndarray, model: TwinModel, se
             "noise": eps,
             "quality": quality,
             **shared_parts(model, seed, base, block, identity[lo:hi], view, dim),
+            **({"view_next": views[rows, (view + 1) % model.views]} if model.view_blend else {}),
         }
 
 
@@ -162,8 +167,9 @@ def shared_parts(model: TwinModel, seed: int, base: int, block: int, identity: n
     and view indices), each from a stream of its own: "group_z" (the look-alike group's z),
     "hard_draw" (U(0, 1) per image, hard below hard_share; drawn for a whole block at least, so
     a short last block of distractors is a prefix of a full one), "shared_view" (w_v), "common" (m),
-    and with identity_rank R > 0 "own_low" (u_i = W_i B, W_i ~ N(0, I/R) and the R x D basis B
-    shared by every split)."""
+    with view_blend > 0 "view_u" (U(0, 1) per image) and "shared_view_next" (w_{v+1}), and with
+    identity_rank R > 0 "own_low" (u_i = W_i B, W_i ~ N(0, I/R) and the R x D basis B shared by
+    every split)."""
     within = torch.as_tensor(identity % IDENTITY_BLOCK)
     group_z = torch.randn(IDENTITY_BLOCK // model.group_size, generator=_generator(base, f"group-spread{block}"))
     parts = {
@@ -172,6 +178,10 @@ def shared_parts(model: TwinModel, seed: int, base: int, block: int, identity: n
         "shared_view": _normal(seed, "shared-views", (model.views, dim))[view],
         "common": _normal(seed, "common", (1, dim)).expand(len(identity), dim),
     }
+    if model.view_blend:
+        u = torch.rand(max(len(identity), IDENTITY_BLOCK), 1, generator=_generator(base, f"view-blend{block}"))
+        parts["view_u"] = u[:len(identity)]
+        parts["shared_view_next"] = _normal(seed, "shared-views", (model.views, dim))[(view + 1) % model.views]
     if model.identity_rank:
         weights = torch.randn(IDENTITY_BLOCK, model.identity_rank, generator=_generator(base, f"rank{block}"))
         basis = _normal(seed, "identity-basis", (model.identity_rank, dim))
@@ -188,12 +198,17 @@ def combine(parts: dict[str, torch.Tensor], model: TwinModel) -> torch.Tensor:
         g = torch.sigmoid(math.log(g / (1 - g)) + model.group_spread * parts["group_z"])
     own = parts["own_low"] if model.identity_rank else parts["own"]
     rho = model.view_share
-    x = (1 - rho) ** 0.5 * (g ** 0.5 * parts["group"] + (1 - g) ** 0.5 * own) + rho ** 0.5 * parts["view"]
+    view, shared_view = parts["view"], parts["shared_view"]
+    if model.view_blend:
+        turn = math.pi / 2 * model.view_blend * parts["view_u"]
+        view = torch.cos(turn) * view + torch.sin(turn) * parts["view_next"]
+        shared_view = torch.cos(turn) * shared_view + torch.sin(turn) * parts["shared_view_next"]
+    x = (1 - rho) ** 0.5 * (g ** 0.5 * parts["group"] + (1 - g) ** 0.5 * own) + rho ** 0.5 * view
     if model.hard_share:
         x = x * torch.where(parts["hard_draw"] < model.hard_share, model.hard_signal, 1.0)
     x += model.camera_shift * parts["camera"] + model.noise * torch.exp(model.quality_spread * parts["quality"]) * parts["noise"]
     if model.shared_view:
-        x += model.shared_view * parts["shared_view"]
+        x += model.shared_view * shared_view
     if model.common:
         x += model.common * parts["common"]
     return torch.nn.functional.normalize(x, dim=1)

@@ -14,7 +14,8 @@ from rerankbench.twins.distractors import distractor_blocks
 from rerankbench.twins.synthetic import SplitCounts, TwinModel, combine, split_layout
 
 PLAIN = TwinModel(noise=0.0, view_share=0.0, camera_shift=0.0)
-ALL_TERMS = dict(group_spread=1.0, identity_rank=16, scenes=5, shared_view=0.4, common=0.5, hard_share=0.2, hard_signal=0.3)
+ALL_TERMS = dict(group_spread=1.0, identity_rank=16, scenes=5, shared_view=0.4, view_blend=0.7, common=0.5, hard_share=0.2,
+                 hard_signal=0.3)
 
 
 def sha(*arrays) -> str:
@@ -106,6 +107,25 @@ def test_shared_views_and_latent_scenes_pull_other_identities_together():
     assert len(torch.unique(scene)) == 3
     assert all(len(torch.unique(scene[torch.as_tensor(layout.ids == i)])) == 1 for i in np.unique(layout.ids))
     assert not bool(layout.cams.max() >= 0)  # never exported as cameras
+
+
+def test_view_blend_chains_an_identitys_views():
+    # two views, all view share: without blending the views of one identity are orthogonal
+    # (cosine ~0). With b = 1 an image of view 0 is (cos x, sin x) on (nu_0, nu_1) and one of
+    # view 1 (sin y, cos y), x, y ~ U(0, pi/2): across views cos = sin(x + y), within a view
+    # cos(x - y), both of mean 2 (2/pi)^2 = 0.81
+    def across_views(blend):
+        model = dataclasses.replace(PLAIN, view_share=1.0, views=2, view_blend=blend)
+        layout, parts = parts_of(model, ids=64, images=1024, cameras=0, dim=1024)
+        c = cosines(combine(parts, model))
+        same = torch.as_tensor(layout.ids[:, None] == layout.ids[None, :]).fill_diagonal_(False)
+        view = torch.as_tensor(_view_index(parts, model))
+        other_view = view[:, None] != view[None, :]
+        return float(c[same & other_view].mean()), float(c[same & ~other_view].mean())
+    cross, within = across_views(0.0)
+    assert abs(cross) < 0.05 and within > 0.95
+    cross, within = across_views(1.0)
+    assert cross == pytest.approx(8 / np.pi ** 2, abs=0.03) and within == pytest.approx(8 / np.pi ** 2, abs=0.03)
 
 
 def _view_index(parts, model):
