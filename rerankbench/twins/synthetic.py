@@ -164,23 +164,27 @@ def _scenes(model: TwinModel, seed: int, identity: np.ndarray, dim: int) -> torc
 def shared_parts(model: TwinModel, seed: int, base: int, block: int, identity: np.ndarray, view: torch.Tensor,
                  dim: int) -> dict[str, torch.Tensor]:
     """The newer terms' unscaled draws for the images of identity block `block` (their identity
-    and view indices), each from a stream of its own: "group_z" (the look-alike group's z),
-    "hard_draw" (U(0, 1) per image, hard below hard_share; drawn for a whole block at least, so
-    a short last block of distractors is a prefix of a full one), "shared_view" (w_v), "common" (m),
-    with view_blend > 0 "view_u" (U(0, 1) per image) and "shared_view_next" (w_{v+1}), and with
-    identity_rank R > 0 "own_low" (u_i = W_i B, W_i ~ N(0, I/R) and the R x D basis B shared by
-    every split)."""
+    and view indices), each from a stream of its own and made only where the model uses the
+    term: "view_index" (v, always), "group_z" (the look-alike group's z), "hard_draw" (U(0, 1)
+    per image, hard below hard_share; drawn for a whole block at least, so a short last block
+    of distractors is a prefix of a full one), "shared_view" (w_v), "common" (m), "view_u"
+    (U(0, 1) per image) and "shared_view_next" (w_{v+1}) for view_blend, and "own_low" (u_i =
+    W_i B, W_i ~ N(0, I/R) and the R x D basis B shared by every split) for identity_rank R."""
+    n = len(identity)
     within = torch.as_tensor(identity % IDENTITY_BLOCK)
-    group_z = torch.randn(IDENTITY_BLOCK // model.group_size, generator=_generator(base, f"group-spread{block}"))
-    parts = {
-        "group_z": group_z[within // model.group_size].unsqueeze(1),
-        "hard_draw": torch.rand(max(len(identity), IDENTITY_BLOCK), 1, generator=_generator(base, f"hard{block}"))[:len(identity)],
-        "shared_view": _normal(seed, "shared-views", (model.views, dim))[view],
-        "common": _normal(seed, "common", (1, dim)).expand(len(identity), dim),
-    }
+    parts = {"view_index": view}
+    if model.group_spread:
+        group_z = torch.randn(IDENTITY_BLOCK // model.group_size, generator=_generator(base, f"group-spread{block}"))
+        parts["group_z"] = group_z[within // model.group_size].unsqueeze(1)
+    if model.hard_share:
+        parts["hard_draw"] = torch.rand(max(n, IDENTITY_BLOCK), 1, generator=_generator(base, f"hard{block}"))[:n]
+    if model.shared_view:
+        parts["shared_view"] = _normal(seed, "shared-views", (model.views, dim))[view]
+    if model.common:
+        parts["common"] = _normal(seed, "common", (1, dim)).expand(n, dim)
     if model.view_blend:
-        u = torch.rand(max(len(identity), IDENTITY_BLOCK), 1, generator=_generator(base, f"view-blend{block}"))
-        parts["view_u"] = u[:len(identity)]
+        parts["view_u"] = torch.rand(max(n, IDENTITY_BLOCK), 1, generator=_generator(base, f"view-blend{block}"))[:n]
+    if model.view_blend and model.shared_view:
         parts["shared_view_next"] = _normal(seed, "shared-views", (model.views, dim))[(view + 1) % model.views]
     if model.identity_rank:
         weights = torch.randn(IDENTITY_BLOCK, model.identity_rank, generator=_generator(base, f"rank{block}"))
@@ -198,11 +202,12 @@ def combine(parts: dict[str, torch.Tensor], model: TwinModel) -> torch.Tensor:
         g = torch.sigmoid(math.log(g / (1 - g)) + model.group_spread * parts["group_z"])
     own = parts["own_low"] if model.identity_rank else parts["own"]
     rho = model.view_share
-    view, shared_view = parts["view"], parts["shared_view"]
+    view, shared_view = parts["view"], parts.get("shared_view")
     if model.view_blend:
         turn = math.pi / 2 * model.view_blend * parts["view_u"]
         view = torch.cos(turn) * view + torch.sin(turn) * parts["view_next"]
-        shared_view = torch.cos(turn) * shared_view + torch.sin(turn) * parts["shared_view_next"]
+        if model.shared_view:
+            shared_view = torch.cos(turn) * shared_view + torch.sin(turn) * parts["shared_view_next"]
     x = (1 - rho) ** 0.5 * (g ** 0.5 * parts["group"] + (1 - g) ** 0.5 * own) + rho ** 0.5 * view
     if model.hard_share:
         x = x * torch.where(parts["hard_draw"] < model.hard_share, model.hard_signal, 1.0)
