@@ -112,27 +112,27 @@ def main(argv: list[str] | None = None) -> int:
                         "exported record (its AP, INP, first-hit rank, ...), one row each")
     _results_option(export)
 
-    calibrate = commands.add_parser("calibrate", help="fit the twins to the paper's baseline, or check them")
+    calibrate = commands.add_parser("calibrate", help="fit the twins to the paper (its baseline, or its whole table), or check them")
     calibrate.add_argument("--fit", action="store_true", help="search each twin's noise and quality spread")
     calibrate.add_argument("--check", action="store_true", help="measure every full-scale twin and write docs/calibration.md")
     calibrate.add_argument("--datasets", default="all")
     calibrate.add_argument("--output", default="docs/calibration.md")
     calibrate.add_argument("--fit-table", action="store_true", help="fit each twin to the paper's whole table (the "
                            "fitted methods' cells and k1 curves) and store the fit in --fits, not adopted")
-    calibrate.add_argument("--scale", type=float, default=0.1, help="with --fit-table: the twins' scale (default 0.1)")
+    calibrate.add_argument("--scale", type=float, default=0.1, help="with --fit-table or --ablate: the twins' scale (default 0.1)")
     calibrate.add_argument("--search", choices=("evolution", "nelder-mead"), default="evolution",
                            help="with --fit-table: differential evolution then Nelder-Mead, or Nelder-Mead alone")
     calibrate.add_argument("--evaluations", type=int, default=400, help="with --fit-table: twins made in all")
     calibrate.add_argument("--terms", help="with --fit-table: the model's terms to fit, a comma list (default: every "
                            "continuous term: noise, view_share, ..., hard_signal)")
-    calibrate.add_argument("--start", default="registered", metavar="registered|SCALE", help="with --fit-table: start "
-                           "from the registered model, or from the stored fit at SCALE")
+    calibrate.add_argument("--start", default="registered", metavar="registered|SCALE", help="with --fit-table or "
+                           "--ablate: start from the registered model, or from the stored fit at SCALE")
     calibrate.add_argument("--set", action="append", default=[], metavar="TERM=VALUE",
-                           help="with --fit-table: fix a term of the starting model, e.g. identity_rank=16")
+                           help="with --fit-table or --ablate: set a term of the starting model, e.g. identity_rank=16")
     calibrate.add_argument("--ablate", action="store_true", help="each twin's model (see --start, --set) as it is and "
                            "with one term off at a time: baseline, AQE, SCA, GNN at --scale")
-    calibrate.add_argument("--fits", metavar="FILE", help="with --fit-table: where fits are stored (default: the "
-                           "package's data/twin_fits.json)")
+    calibrate.add_argument("--fits", metavar="FILE", help="with --fit-table or --ablate: where fits are stored (default: "
+                           "the package's data/twin_fits.json)")
 
     bench = commands.add_parser("benchmark", help="time the shared steps against the bare products (writes results/benchmarks/)")
     bench.add_argument("--dataset", default="msmt17")
