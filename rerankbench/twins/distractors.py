@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .synthetic import IDENTITY_BLOCK, TwinModel, _draw, _normal, _scenes, _seed, combine, shared_parts
+from .synthetic import IDENTITY_BLOCK, TwinModel, _draw, _generator, _normal, _scenes, _seed, combine, shared_parts
 
 
 def distractor_blocks(model: TwinModel, seed: int, tag: str, count: int, dim: int,
@@ -28,7 +28,7 @@ def distractor_blocks(model: TwinModel, seed: int, tag: str, count: int, dim: in
     base = _seed(seed, tag)
     for block, lo in enumerate(range(0, count, IDENTITY_BLOCK)):
         n = min(IDENTITY_BLOCK, count - lo)
-        generator = torch.Generator().manual_seed(_seed(base, f"block{block}"))
+        generator = _generator(base, f"block{block}")
         groups = _draw(generator, (IDENTITY_BLOCK // model.group_size + 1, dim))
         own = _draw(generator, (IDENTITY_BLOCK, dim))[:n]
         view = _draw(generator, (IDENTITY_BLOCK, dim))[:n]
@@ -41,5 +41,5 @@ def distractor_blocks(model: TwinModel, seed: int, tag: str, count: int, dim: in
                  "noise": eps, "quality": quality,
                  **shared_parts(model, seed, base, block, identity, torch.zeros(n, dtype=torch.int64), dim)}
         if model.view_blend:  # a second view of each lone identity, from its own stream
-            parts["view_next"] = _draw(torch.Generator().manual_seed(_seed(base, f"view-next{block}")), (IDENTITY_BLOCK, dim))[:n]
+            parts["view_next"] = _normal(base, f"view-next{block}", (IDENTITY_BLOCK, dim))[:n]
         yield lo, lo + n, combine(parts, model).numpy(), (camera.numpy() if cameras else np.full(n, -1)).astype(np.int64)

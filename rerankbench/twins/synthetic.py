@@ -132,7 +132,7 @@ def feature_parts(identity: np.ndarray, camera: np.ndarray, model: TwinModel, se
         if lo == hi:
             continue
         rows = torch.as_tensor(identity[lo:hi] - block * IDENTITY_BLOCK)
-        generator = torch.Generator().manual_seed(_seed(base, f"block{block}"))
+        generator = _generator(base, f"block{block}")
         own = _draw(generator, (IDENTITY_BLOCK, dim))
         views = _draw(generator, (IDENTITY_BLOCK, model.views, dim))
         eps = _draw(generator, (hi - lo, dim))
