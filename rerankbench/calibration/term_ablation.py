@@ -14,7 +14,8 @@ METHODS = ("baseline", "aqe", "sca", "gnn")
 TERMS_OFF = {"no hard images": {"hard_share": 0.0}, "no camera or scene shift": {"camera_shift": 0.0},
              "no shared view": {"shared_view": 0.0}, "no common mean": {"common": 0.0},
              "no group spread": {"group_spread": 0.0}, "isotropic identities": {"identity_rank": 0},
-             "one view": {"views": 1}, "no view share": {"view_share": 0.0}, "no view blend": {"view_blend": 0.0}}
+             "one view": {"views": 1}, "no view share": {"view_share": 0.0}, "no view blend": {"view_blend": 0.0},
+             "no shared nuisance": {"nuisance": 0.0}}
 
 
 def ablation_table(dataset: TwinDataset, model: TwinModel, scale: float) -> str:

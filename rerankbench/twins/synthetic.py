@@ -3,7 +3,7 @@
 Each image of identity i, seen by camera c from view v, gets the feature
 
     x = h * [sqrt(1 - r) mu_i + sqrt(r) nu_{i,v}] + s_c kappa_c + s_n exp(q z) eps
-        + s_w w_v + s_m m,                                        then L2-normalised,
+        + s_w w_v + s_m m + s_d d,                                then L2-normalised,
 
 with mu_i = sqrt(g) * gamma_{group(i)} + sqrt(1 - g) * u_i the identity centre and every base
 vector drawn from N(0, I/D) (unit norm in expectation). What each term stands for in real data:
@@ -31,6 +31,11 @@ vector drawn from N(0, I/D) (unit norm in expectation). What each term stands fo
   keep only `hard_signal` of their identity signal (h = hard_signal, else 1), so they drift
   toward the common mean and the nuisance, and near each other.
 - eps: image noise whose scale varies per image (z ~ N(0, 1): some images are much harder).
+- d: nuisance that identities share, continuous and low-rank (`nuisance`, `nuisance_rank` = K):
+  d = a B, a ~ N(0, I/K) per image, B a K x D dictionary shared by every split -- pose,
+  illumination, occlusion, background clutter, resolution, each image a mix of them. Unlike
+  eps, isotropic in D dimensions, it is shared: an image's nearest false matches are the
+  images whose nuisance is like its own, so expanding a probe pulls it toward that nuisance.
 
 Every term is off (zero) by default except the original ones, and each newer term draws from
 its own seeded stream, so a model that leaves them off gives the same twin to the bit. The
@@ -71,13 +76,13 @@ class SplitCounts:
 class TwinModel:
     """Parameters of the generative model; `noise` and `view_share` are calibrated per dataset.
 
-    `train_ease` scales the nuisance terms (noise, view share, group similarity) of the train
+    `train_ease` scales the nuisance terms (noise, view share, group similarity, shared nuisance) of the train
     split: the backbone was trained on it, so it ranks it far better (paper, Table VI)."""
 
     def for_train(self) -> "TwinModel":
         t = self.train_ease
         return dataclasses.replace(self, noise=self.noise * t, view_share=self.view_share * t,
-                                   group_similarity=self.group_similarity * t)
+                                   group_similarity=self.group_similarity * t, nuisance=self.nuisance * t)
 
     def __post_init__(self):
         if IDENTITY_BLOCK % self.group_size:  # a look-alike group lies in one identity block
@@ -99,6 +104,8 @@ class TwinModel:
     common: float = 0.0
     hard_share: float = 0.0
     hard_signal: float = 1.0
+    nuisance: float = 0.0
+    nuisance_rank: int = 32
 
 
 def layout(counts: SplitCounts, rng: np.random.Generator, camera_subset: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -168,8 +175,10 @@ def shared_parts(model: TwinModel, seed: int, base: int, block: int, identity: n
     term: "view_index" (v, always), "group_z" (the look-alike group's z), "hard_draw" (U(0, 1)
     per image, hard below hard_share; drawn for a whole block at least, so a short last block
     of distractors is a prefix of a full one), "shared_view" (w_v), "common" (m), "view_u"
-    (U(0, 1) per image) and "shared_view_next" (w_{v+1}) for view_blend, and "own_low" (u_i =
-    W_i B, W_i ~ N(0, I/R) and the R x D basis B shared by every split) for identity_rank R."""
+    (U(0, 1) per image) and "shared_view_next" (w_{v+1}) for view_blend, "own_low" (u_i =
+    W_i B, W_i ~ N(0, I/R) and the R x D basis B shared by every split) for identity_rank R, and
+    "nuisance" (d = a B', a ~ N(0, I/K) per image, drawn for a whole block at least as
+    "hard_draw", and the K x D dictionary B' shared by every split)."""
     n = len(identity)
     within = torch.as_tensor(identity % IDENTITY_BLOCK)
     parts = {"view_index": view}
@@ -190,12 +199,16 @@ def shared_parts(model: TwinModel, seed: int, base: int, block: int, identity: n
         weights = torch.randn(IDENTITY_BLOCK, model.identity_rank, generator=_generator(base, f"rank{block}"))
         basis = _normal(seed, "identity-basis", (model.identity_rank, dim))
         parts["own_low"] = (weights / model.identity_rank ** 0.5 @ basis)[within]
+    if model.nuisance:
+        rank = model.nuisance_rank
+        loadings = torch.randn(max(n, IDENTITY_BLOCK), rank, generator=_generator(base, f"nuisance{block}"))[:n]
+        parts["nuisance"] = loadings / rank ** 0.5 @ _normal(seed, "nuisance-basis", (rank, dim))
     return parts
 
 
 def combine(parts: dict[str, torch.Tensor], model: TwinModel) -> torch.Tensor:
     """x = h [sqrt(1 - r) (sqrt(g) gamma + sqrt(1 - g) u) + sqrt(r) nu] + s_c kappa
-    + s_n exp(q z) eps + s_w w_v + s_m m, L2-normalised (r: the view share of the identity
+    + s_n exp(q z) eps + s_w w_v + s_m m + s_d d, L2-normalised (r: the view share of the identity
     signal; the module's docstring says what each term is). Terms left at zero are skipped."""
     g = model.group_similarity
     if model.group_spread:
@@ -216,6 +229,8 @@ def combine(parts: dict[str, torch.Tensor], model: TwinModel) -> torch.Tensor:
         x += model.shared_view * shared_view
     if model.common:
         x += model.common * parts["common"]
+    if model.nuisance:
+        x += model.nuisance * parts["nuisance"]
     return torch.nn.functional.normalize(x, dim=1)
 
 

@@ -15,7 +15,7 @@ from rerankbench.twins.synthetic import SplitCounts, TwinModel, combine, split_l
 
 PLAIN = TwinModel(noise=0.0, view_share=0.0, camera_shift=0.0)
 ALL_TERMS = dict(group_spread=1.0, identity_rank=16, scenes=5, shared_view=0.4, view_blend=0.7, common=0.5, hard_share=0.2,
-                 hard_signal=0.3)
+                 hard_signal=0.3, nuisance=0.8, nuisance_rank=16)
 
 
 def sha(*arrays) -> str:
@@ -107,6 +107,22 @@ def test_shared_views_and_latent_scenes_pull_other_identities_together():
     assert len(torch.unique(scene)) == 3
     assert all(len(torch.unique(scene[torch.as_tensor(layout.ids == i)])) == 1 for i in np.unique(layout.ids))
     assert not bool(layout.cams.max() >= 0)  # never exported as cameras
+
+
+def test_shared_nuisance_is_low_rank_and_draws_false_matches_together():
+    model = dataclasses.replace(PLAIN, group_similarity=0.0, nuisance=1.0, nuisance_rank=8)
+    layout, parts = parts_of(model, images=2048)
+    d = parts["nuisance"].double()
+    assert torch.linalg.matrix_rank(d, rtol=1e-4).item() == 8
+    assert float(d.norm(dim=1).pow(2).mean()) == pytest.approx(1.0, abs=0.1)  # 8 basis rows of chi2(256) / 256
+    # an image's nearest other identity shares its nuisance: its loadings lie close
+    c = cosines(combine(parts, model))
+    c[torch.as_tensor(layout.ids[:, None] == layout.ids[None, :])] = -1
+    nearest = c.argmax(1)
+    loading = cosines(d.float())
+    assert float(loading[torch.arange(len(d)), nearest].mean()) > 0.6 > 0.05 > abs(float(loading.mean()))
+    _, train = parts_of(model, tag="train")  # one dictionary for every split
+    assert torch.linalg.matrix_rank(torch.cat([d, train["nuisance"].double()]), rtol=1e-4).item() == 8
 
 
 def test_view_blend_chains_an_identitys_views():
