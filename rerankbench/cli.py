@@ -117,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     calibrate.add_argument("--check", action="store_true", help="measure every full-scale twin and write docs/calibration.md")
     calibrate.add_argument("--datasets", default="all")
     calibrate.add_argument("--output", default="docs/calibration.md")
+    calibrate.add_argument("--records", action="append", default=[], metavar="SCALE=FOLDER",
+                           help="with --check: the record set holding Table V at SCALE (default: 1=results/full_scale "
+                                "and 0.1=results/default_run)")
+    calibrate.add_argument("--sweeps", default="results/sweeps", metavar="FOLDER",
+                           help="with --check: the record set holding the k1 sweeps (default results/sweeps)")
     calibrate.add_argument("--fit-table", action="store_true", help="fit each twin to the paper's whole table (the "
                            "fitted methods' cells and k1 curves) and store the fit in --fits, not adopted")
     calibrate.add_argument("--scale", type=float, default=0.1, help="with --fit-table or --ablate: the twins' scale (default 0.1)")
@@ -434,7 +439,13 @@ def _calibrate(args) -> int:
         if not (args.fit or args.check):
             return 0
     from .calibration.report import run_calibration
-    return run_calibration(names, args.fit, args.check, args.output)
+    record_sets = None
+    if args.records:
+        pairs = [item.partition("=") for item in args.records]
+        if any(not sep or not folder for _, sep, folder in pairs):
+            raise ValueError(f"--records takes SCALE=FOLDER, e.g. 1=results/full_scale; got {' '.join(args.records)}")
+        record_sets = {float(scale): folder for scale, _, folder in pairs}
+    return run_calibration(names, args.fit, args.check, args.output, record_sets, args.sweeps)
 
 
 def _benchmark(args) -> int:

@@ -28,6 +28,7 @@ from ..evaluation.metrics import score_queries, summarise
 from ..reports.paper import paper_baseline
 from ..twins.synthetic import combine
 from ..twins.twin import TwinDataset
+from .cosines import cosine_statistics
 
 TOLERANCE = 0.3  # points: how close a solved metric must come to its target
 VIEW_SHARE_BRACKET = (0.0, 0.85)
@@ -143,7 +144,7 @@ def fit(dataset: TwinDataset, probe: Probe | None = None, steps: int = 7, bracke
 def check(dataset: TwinDataset, seed: int = 0) -> dict:
     """Full-scale baseline metrics of the twin as registered: test split under its own
     protocol (all queries; VehicleID's 10 draws), and the train split (Table VI): 2,000 seeded
-    train images as queries against the rest."""
+    train images as queries against the rest; and the test split's cosine statistics."""
     from ..evaluation.protocols import evaluate_all
     fs = dataset.load(scale=1.0, seed=seed, with_train=True)
     test = evaluate_all(FeatureDistances(torch.from_numpy(fs.stacked())), fs)
@@ -152,4 +153,5 @@ def check(dataset: TwinDataset, seed: int = 0) -> dict:
     q, g = np.sort(rows[:2000]), np.sort(rows[2000:])
     cams = (None, None) if train.cams is None else (train.cams[q], train.cams[g])
     blocks = FeatureDistances(torch.from_numpy(np.asarray(train.features))).blocks(q, g)
-    return {"test": test, "train": summarise(score_queries(blocks, train.ids[q], train.ids[g], *cams))}
+    return {"test": test, "train": summarise(score_queries(blocks, train.ids[q], train.ids[g], *cams)),
+            "cosines": cosine_statistics(fs)}
