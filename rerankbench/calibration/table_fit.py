@@ -106,8 +106,8 @@ def fit_table(dataset: TwinDataset, scale: float, names: list[str], search: str 
 
     names: the terms of SPACE to move; start: the model to start from and keep the other
     terms of (default the dataset's). At most `evaluations` twins are made; evolution takes
-    two thirds of them (a population of about 12, as many generations as fit) and
-    Nelder-Mead the rest."""
+    two thirds of them (a population of about 12, the starting model among it, as many
+    generations as fit) and Nelder-Mead the rest."""
     unknown = [n for n in names if n not in SPACE]
     if unknown:
         raise ValueError(f"cannot fit {', '.join(unknown)}: the fitted terms are {', '.join(SPACE)}")
@@ -141,7 +141,7 @@ def fit_table(dataset: TwinDataset, scale: float, names: list[str], search: str 
         raise ValueError(f"evolution needs at least {3 * popsize * len(names)} evaluations for {len(names)} terms")
     if search == "evolution":
         x0 = scipy.optimize.differential_evolution(objective, bounds, popsize=popsize, maxiter=generations,
-                                                   seed=seed, polish=False, tol=0).x
+                                                   seed=seed, polish=False, tol=0, x0=np.clip(x0, *zip(*bounds))).x
     remaining = max(1, evaluations - len(seen))
     scipy.optimize.minimize(objective, x0, method="Nelder-Mead", bounds=bounds,
                             options={"maxfev": remaining, "xatol": 1e-3, "fatol": 0.01,

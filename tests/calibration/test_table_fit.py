@@ -48,6 +48,15 @@ def test_fit_finds_a_planted_noise():
     assert result.evaluations <= 30 and result.model.view_share == dataset.model.view_share  # the rest kept
 
 
+def test_evolution_starts_from_the_starting_model():
+    dataset = datasets()["market1501"]
+    start = dataclasses.replace(dataset.model, noise=0.777)
+    cells = [Cell("baseline", (), "map", 80.0)]
+    logged = []
+    fit_table(dataset, 0.02, ["noise"], "evolution", 37, start=start, cells=cells, log=logged.append)
+    assert "noise=0.777" in logged[0] and len(logged) <= 37  # the first member evaluated is the start
+
+
 def test_fit_refuses_unknown_terms_and_too_few_evaluations():
     dataset = datasets()["market1501"]
     with pytest.raises(ValueError, match="cannot fit views"):
