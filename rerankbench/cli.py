@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     knn_bench.add_argument("--k", type=int, default=100)
     knn_bench.add_argument("--rows", type=int, help="the first ROWS rows of X only (default: all)")
     knn_bench.add_argument("--note", default="", help="a remark for the report, e.g. on other load on the machine")
+    knn_bench.add_argument("--backends", default="ivf,hnsw", help="the faiss backends built beside the exact graphs, "
+                           "a comma list, or 'none' (default ivf,hnsw)")
     knn_bench.add_argument("--output", default="results/benchmarks")
 
     acp_bench = commands.add_parser("acp-benchmark", help="ACP's training and re-ranking time against the budgets "
@@ -456,7 +458,8 @@ def _benchmark(args) -> int:
 
 def _knn_benchmark(args) -> int:
     from .benchmarks.knn_graphs import run
-    run(args.dataset, args.scale, args.k, args.rows, note=args.note, output=args.output)
+    backends = () if args.backends == "none" else tuple(b for b in args.backends.split(",") if b)
+    run(args.dataset, args.scale, args.k, args.rows, backends, note=args.note, output=args.output)
     return 0
 
 

@@ -67,7 +67,8 @@ def run(dataset: str = "msmt17", scale: float = 1.0, k: int = 100, rows: int | N
               f"{figures[f'{b}_recall']:.4f} |" for b in backends]
     lines += ["", f"Products: fp32 {figures['fp32_gflops']:.1f} GFLOP/s, bf16 {figures['bf16_gflops']:.1f} GFLOP/s.",
               f"Command: python -m rerankbench knn-benchmark --dataset {dataset} --scale {scale} --k {k}"
-              + (f" --rows {rows}" if rows else ""), ""]
+              + (f" --rows {rows}" if rows else "") + ("" if backends == ("ivf", "hnsw") else
+                                                        f" --backends {','.join(backends) or 'none'}"), ""]
     page = write_report(output, f"knn_graphs_{dataset}", figures, lines)
     log(f"report: {page}")
     return figures

@@ -61,3 +61,13 @@ def test_the_bf16_bound_holds_on_unit_rows():
     exact = x[:500].double() @ x.double().T
     assert (cheap - exact).abs().max().item() <= bf16_error_bound(2048) - 1e-4  # |c - s| <= eps, s itself within g_D
     assert 0.011 < bf16_error_bound(2048) < 0.013
+
+
+def test_knn_benchmark_reports_the_screened_graph_equal_to_the_exact_one(tmp_path):
+    import json
+    from rerankbench.cli import main
+    assert main(["knn-benchmark", "--dataset", "market1501", "--scale", "0.02", "--k", "10", "--backends", "none",
+                 "--output", str(tmp_path)]) == 0
+    figures = json.loads((tmp_path / "knn_graphs_market1501.json").read_text())
+    assert figures["screened_identical"] is True and figures["rows"] == 385 and "ivf_s" not in figures
+    assert "--backends none" in (tmp_path / "knn_graphs_market1501.md").read_text()
