@@ -7,7 +7,9 @@ from pathlib import Path
 
 
 def machine_line(figures: dict) -> str:
-    return f"Machine: {figures['device']}, {figures['threads']} threads; {figures['date']}; commit {figures['git_commit']}"
+    kernels = f" ({figures['cpu_capability']} kernels)" if figures.get("cpu_capability") else ""
+    return (f"Machine: {figures['device']}{kernels}, {figures['threads']} threads; {figures['date']}; "
+            f"commit {figures['git_commit']}")
 
 
 def write_report(folder: str | Path, name: str, figures: dict, lines: list[str]) -> Path:

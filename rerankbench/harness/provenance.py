@@ -41,7 +41,10 @@ def git_commit() -> str | None:
 
 
 def describe(device: torch.device, threads: int | None = None) -> dict:
-    """The device, thread count (default: this process's torch threads), host, versions, commit and date."""
-    return {"device": device_name(device), "threads": threads or torch.get_num_threads(), "host": platform.node(),
+    """The device, thread count (default: this process's torch threads), the CPU kernels torch
+    dispatches to ("AVX512", "AVX2", ...: float results, ACP's training above all, can differ
+    between them), host, versions, commit and date."""
+    return {"device": device_name(device), "threads": threads or torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "host": platform.node(),
             "versions": versions(), "git_commit": git_commit(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

@@ -58,8 +58,10 @@ def time_memory_report(records: list[dict]) -> str:
     first = chosen[0]
     dates = [r["date"] for r in chosen if isinstance(r.get("date"), str)]
     scales = sorted({r.get("dataset_info", {}).get("source_scale", 1.0) for r in chosen})
+    kernels = sorted({r["cpu_capability"] for r in chosen if r.get("cpu_capability")})
+    machine = first.get("device", "not recorded") + (f" ({', '.join(kernels)} kernels)" if kernels else "")
     lines = [f"# Time and memory of every method on every test set (scale {', '.join(f'{s:g}' for s in scales)})", "",
-             f"Machine: {first.get('device', 'not recorded')}, {first.get('threads', '?')} threads; "
+             f"Machine: {machine}, {first.get('threads', '?')} threads; "
              f"commit {', '.join(sorted({str(r.get('git_commit')) for r in chosen}))}; "
              f"records from {min(dates, default='?')} to {max(dates, default='?')}. "
              "Generated from `records.jsonl` beside it by `python -m rerankbench report`.", "",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from rerankbench.cli import main
 from rerankbench.engine import registry
@@ -294,6 +295,8 @@ def test_another_thread_count_is_another_cell(capfd, tmp_path):
     assert code == 0 and "skipped" not in out  # timings differ: not the same cell
     assert [r["threads"] for r in ResultsStore(tmp_path).records()] == [2, 1]
     assert "1 cell(s) already in" in run(capfd, *args, "--threads", 1)[1]
+    # and the CPU kernels torch ran ("AVX512", "AVX2", ...), which float results can depend on
+    assert {r["cpu_capability"] for r in ResultsStore(tmp_path).records()} == {torch.backends.cpu.get_cpu_capability()}
 
 
 @pytest.mark.parametrize("option, value", [("--trials", 0), ("--threads", 0), ("--time-limit", -1),
