@@ -25,7 +25,8 @@ from ..twins.twin import GENERATOR_VERSION
 from .table_fit import CURVE_METHODS, FITTED, HELD_OUT, table_cells
 
 NEAR = {"fitted": 3.0, "held out": 5.0}
-GAIN = 1.0  # points: a paper's gain at least this large must keep its sign on the twin
+GAIN = 1.0  # points: a paper's gain larger than this must keep its sign on the twin
+DIM = 2048  # the twins' dimension (`run --dim` makes other, smaller twins)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ class CheckedCell:
 
 
 def same_twin(record: dict, model: TwinModel, scale: float, seed: int = 0) -> bool:
-    """Whether `record` was made on the twin that `model` gives now at `scale` and `seed`: a term
+    """Whether `record` was made on the twin that `model` gives now at `scale` and `seed` (2048-d,
+    no distractors added): a term
     the record's model does not list must be at its default, which the generator leaves out
     (twins/synthetic.py: terms left off give the same twin to the bit)."""
     info = record.get("dataset_info") or {}
@@ -72,7 +74,7 @@ def same_twin(record: dict, model: TwinModel, scale: float, seed: int = 0) -> bo
         return False
     if info.get("source_seed") != seed or not math.isclose(info.get("source_scale", -1.0), scale):
         return False
-    if info.get("source_distractors_added"):
+    if info.get("source_distractors_added") or info.get("dim") != DIM:
         return False
     recorded = info.get("source_model") or {}
     defaults = {f.name: f.default for f in dataclasses.fields(TwinModel)}

@@ -19,7 +19,7 @@ MODEL = TwinModel(noise=0.5, view_share=0.4)
 def record(method, values, dataset="vehicleid_small", overrides=None, params=None, model=None, scale=1.0, **info):
     source_model = {k: v for k, v in dataclasses.asdict(model or MODEL).items() if k in ("noise", "view_share", "views")}
     return {"dataset": dataset, "method": method, "status": "ok", "overrides": overrides or {}, "params": params or {},
-            **values, "dataset_info": {"synthetic": True, "source_generator": GENERATOR_VERSION, "source_seed": 0,
+            **values, "dataset_info": {"synthetic": True, "source_generator": GENERATOR_VERSION, "source_seed": 0, "dim": 2048,
                                        "source_scale": scale, "source_model": source_model, **info}}
 
 
@@ -31,6 +31,7 @@ def test_a_record_counts_only_on_the_twin_generated_now():
     assert not same_twin(r, MODEL, 0.1)
     assert not same_twin(record("baseline", {}, source_generator=GENERATOR_VERSION + 1), MODEL, 1.0)
     assert not same_twin(record("baseline", {}, source_distractors_added=300), MODEL, 1.0)
+    assert not same_twin(record("baseline", {}, dim=64), MODEL, 1.0)
     fresh, stale = current([r, record("aqe", {}, model=dataclasses.replace(MODEL, noise=0.7))],
                            {"vehicleid_small": MODEL}, 1.0)
     assert fresh == [r] and stale == 1
