@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     calibrate.add_argument("--records", action="append", default=[], metavar="SCALE=FOLDER",
                            help="with --check: the record set holding Table V at SCALE (default: 1=results/full_scale "
                                 "and 0.1=results/default_run)")
-    calibrate.add_argument("--sweeps", default="results/sweeps", metavar="FOLDER",
+    calibrate.add_argument("--sweeps", metavar="FOLDER",
                            help="with --check: the record set holding the k1 sweeps (default results/sweeps)")
     calibrate.add_argument("--fit-table", action="store_true", help="fit each twin to the paper's whole table (the "
                            "fitted methods' cells and k1 curves) and store the fit in --fits, not adopted")
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     knn_bench.add_argument("--k", type=int, default=100)
     knn_bench.add_argument("--rows", type=int, help="the first ROWS rows of X only (default: all)")
     knn_bench.add_argument("--note", default="", help="a remark for the report, e.g. on other load on the machine")
-    knn_bench.add_argument("--backends", default="ivf,hnsw", help="the faiss backends built beside the exact graphs, "
+    knn_bench.add_argument("--backends", help="the faiss backends built beside the exact graphs, "
                            "a comma list, or 'none' (default ivf,hnsw)")
     knn_bench.add_argument("--output", default="results/benchmarks")
 
@@ -457,8 +457,8 @@ def _benchmark(args) -> int:
 
 
 def _knn_benchmark(args) -> int:
-    from .benchmarks.knn_graphs import run
-    backends = () if args.backends == "none" else tuple(b for b in args.backends.split(",") if b)
+    from .benchmarks.knn_graphs import FAISS_BACKENDS, run
+    backends = FAISS_BACKENDS if args.backends is None else tuple(b for b in args.backends.split(",") if b not in ("", "none"))
     run(args.dataset, args.scale, args.k, args.rows, backends, note=args.note, output=args.output)
     return 0
 

@@ -21,6 +21,8 @@ from ..features.featureset import unit_rows
 from ..harness.provenance import describe
 from .report_files import machine_line, write_report
 
+FAISS_BACKENDS = ("ivf", "hnsw")  # the faiss backends built beside the exact graphs unless told otherwise
+
 
 def _rate(x: torch.Tensor, dtype: torch.dtype, rows: int = 2048) -> float:
     """GFLOP/s of a (rows x D) by (D x rows) product in `dtype`."""
@@ -32,7 +34,7 @@ def _rate(x: torch.Tensor, dtype: torch.dtype, rows: int = 2048) -> float:
 
 
 def run(dataset: str = "msmt17", scale: float = 1.0, k: int = 100, rows: int | None = None,
-        backends: tuple = ("ivf", "hnsw"), note: str = "", output: str | Path = "results/benchmarks", log=print) -> dict:
+        backends: tuple = FAISS_BACKENDS, note: str = "", output: str | Path = "results/benchmarks", log=print) -> dict:
     fs = datasets()[dataset].load(scale=scale)
     x = unit_rows(torch.from_numpy(fs.stacked()[:rows]))
     figures = {"dataset": dataset, "scale": scale, "rows": len(x), "dim": x.shape[1], "k": k, "note": note,
@@ -67,7 +69,7 @@ def run(dataset: str = "msmt17", scale: float = 1.0, k: int = 100, rows: int | N
               f"{figures[f'{b}_recall']:.4f} |" for b in backends]
     lines += ["", f"Products: fp32 {figures['fp32_gflops']:.1f} GFLOP/s, bf16 {figures['bf16_gflops']:.1f} GFLOP/s.",
               f"Command: python -m rerankbench knn-benchmark --dataset {dataset} --scale {scale} --k {k}"
-              + (f" --rows {rows}" if rows else "") + ("" if backends == ("ivf", "hnsw") else
+              + (f" --rows {rows}" if rows else "") + ("" if backends == FAISS_BACKENDS else
                                                         f" --backends {','.join(backends) or 'none'}"), ""]
     page = write_report(output, f"knn_graphs_{dataset}", figures, lines)
     log(f"report: {page}")

@@ -20,7 +20,7 @@ WITHIN = 3.0  # points: how close a full-scale twin's baseline must be to the pa
 
 
 def run_calibration(names: list[str], fit: bool, check: bool, output: str, record_sets: dict | None = None,
-                    sweeps: str = SWEEPS) -> int:
+                    sweeps: str | None = None) -> int:
     if not (fit or check):
         raise ValueError("calibrate needs --fit, --check or both")
     if fit:
@@ -33,7 +33,7 @@ def run_calibration(names: list[str], fit: bool, check: bool, output: str, recor
             rows[name] = calibration.check(datasets()[name])
             rows[name]["cosines"] = {1.0: rows[name]["cosines"], 0.1: cosine_statistics(datasets()[name].load(0.1, 0))}
             print(f"{name}: {rows[name]['test']['cmc1']:.2f} / {rows[name]['test'][_second(name)]:.2f}")
-        text = report(rows) + whole_table(names, RECORD_SETS if record_sets is None else record_sets, sweeps)
+        text = report(rows) + whole_table(names, RECORD_SETS if record_sets is None else record_sets, sweeps or SWEEPS)
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(text)
         print(f"wrote {output}")
@@ -97,7 +97,7 @@ def whole_table(names: list[str], record_sets: dict[float, str], sweeps: str) ->
              "baseline in the paper that the twin does not have.", ""]
     for scale, folder in record_sets.items():
         lines += _record_set(f"Scale {scale:g}", folder, names, scale, table_check)
-    scales = sorted({(r.get("dataset_info") or {}).get("source_scale") for r in _records(sweeps)} - {None})
+    scales = sorted({(r.get("dataset_info") or {}).get("source_scale") for r in ResultsStore(sweeps).results()} - {None})
     curve_names = [name for name in names if name in ("msmt17", "veriwild_small")]
     for scale in scales if curve_names else []:
         lines += _record_set(f"k1 curves (Figs. 10-11), scale {scale:g}", sweeps, curve_names, scale, curve_check)
@@ -106,15 +106,11 @@ def whole_table(names: list[str], record_sets: dict[float, str], sweeps: str) ->
 
 def _record_set(title: str, folder: str, names: list[str], scale: float, check) -> list[str]:
     models = {name: datasets()[name].model_at(scale) for name in names}
-    fresh, stale = current(_records(folder), models, scale)
+    fresh, stale = current(ResultsStore(folder).results(), models, scale)
     cells = check(fresh, names)
     return [f"### {title}: `{folder}`", "",
             f"{len(fresh)} records of the current twins, {stale} stale ones (another generator or model) left out.", "",
             *summary_lines(cells), "", *cell_table(cells), ""]
-
-
-def _records(folder: str) -> list[dict]:
-    return ResultsStore(folder).results() if Path(folder, "records.jsonl").exists() else []
 
 
 def cosine_table(rows: dict[str, dict]) -> list[str]:
