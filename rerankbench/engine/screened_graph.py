@@ -1,27 +1,35 @@
 """The exact kNN graph from cheap candidates re-checked in fp32 (`--knn exact --knn-param screen=bf16`).
 
 The graph is neighbours.build_knn_graph's, indices and distances alike; only the way there
-differs. For a block of rows, every similarity is first computed at a cheaper precision c
-(bf16 inputs, fp32 accumulation: oneDNN on CPU, cuBLAS on CUDA), then re-checked in fp32.
+differs. For a block of rows, every similarity c is first computed from the rows rounded to bf16
+(oneDNN on CPU, cuBLAS on CUDA: fp32 accumulation, bf16 output), and only the columns that the
+bound below cannot rule out are re-scored in fp32.
 
-The bound. For unit rows x, y and bf16's unit roundoff u = 2^-8, the rounded inputs carry
-|<x~, y~> - <x, y>| <= 2u + u^2 (Cauchy-Schwarz on the rounding errors, |d_k| <= u |x_k|),
-the fp32 accumulation of D products adds at most g_D (1 + u)^2 (g_D = D 2^-24 / (1 - D 2^-24),
-Higham's bound), the bf16 output one more u (1 + u)^2 (1 + g_D), and the fp32 value s that the
-exact graph ranks by is itself within g_D of <x, y>: |c - s| <= eps, the sum (0.0119 at D = 2048).
+The bound, a posteriori. Write x~ = x + r for a row rounded to bf16 (r, its rounding residual, is
+exact in fp32) and s for the fp32 sgemm value that the exact graph ranks by. Then
+<x~, y~> - <x, y> = <x, r_y> + <r_x, y> + <r_x, r_y>, so by Cauchy-Schwarz it is at most
+|x| |r_y| + |r_x| |y| + |r_x| |r_y|; the fp32 accumulation of D products adds at most
+g_D |x~| |y~| and s is itself within g_D |x| |y| of <x, y> (g_D = D 2^-24 / (1 - D 2^-24),
+Higham's bound for any order of summation); the bf16 output rounds to nearest, off by at most
+u |c| (u = 2^-8). With R and N the largest residual and row norm over X, row i's A_i bounds the
+first four terms against every column, and |c_ij - s_ij| <= u |c_ij| + A_i. The residuals of
+rounding 2048-d unit rows are about 0.0017, so 2 A_i is about 0.0077, against the 0.024 of the
+worst case |r| <= u |x|.
 
 The argument. Let m = K + 8 (the exact graph's candidate margin) and c_(m) a row's m-th largest
-cheap value (itself counted +inf). The m columns with the largest c all have s >= c_(m) - eps, so
-the m-th largest s is s_(m) >= c_(m) - eps, and every column with s >= s_(m) has
-c >= s - eps >= c_(m) - 2 eps. So the pool {j : c_ij >= c_(m) - 2 eps} holds every column the
-exact graph's top m can hold, ties at its edge included; its members are re-scored by the same
-fp32 sgemm (whose value for a pair of rows does not depend on the block's shape), and the exact
-graph's own rules (ties to the smaller row, a tie past the margin sorted whole, CLOSE) run on
-them. The farthest row (farthest[i], from the least s) is screened the same way from below. A
-row whose pool is larger than the cap P is re-done whole in fp32 (its block by row_shards), so
-the result never depends on the bound being tight. Pays where bf16 products are fast (CUDA,
-CPUs with AMX or AVX512-BF16); on an AVX2 CPU oneDNN runs them 5 to 8x slower than fp32
-(README, Benchmarks), so `exact` uses the plain fp32 build unless asked.
+cheap value (itself counted +inf). f(c) = c - u |c| and h(c) = c + u |c| increase with c. The m
+columns with the largest c have s >= f(c) - A >= f(c_(m)) - A, so the m-th largest s is at least
+that, and every column with s >= s_(m) has h(c) >= s - A >= f(c_(m)) - 2 A. So the pool
+{j : h(c_ij) >= f(c_(m)) - 2 A_i} holds every column the exact graph's top m can hold, ties at its
+edge included; it is found by one comparison of the bf16 values against that edge rounded down to
+bf16. Mirrored from below, {j : f(c_ij) <= h(c_min) + 2 A_i} holds the column of the least s
+(farthest[i]). The pools of a group of rows are re-scored together by the same fp32 sgemm (of at
+least 16 rows, whose value for a pair does not depend on the block: row_shards.padded), and the
+exact graph's own rules (ties to the smaller row, a tie past the margin sorted whole, CLOSE) run
+on them. A pool is as large as the data make it (a row of many near-ties re-scores many columns),
+so the result never depends on the bound being tight, only on its being true. Pays where bf16
+products are fast (CUDA, CPUs with AMX or AVX512-BF16: README, Benchmarks); on an AVX2 CPU oneDNN
+runs them 5 to 8x slower than fp32, so `exact` uses the plain fp32 build unless asked.
 """
 from __future__ import annotations
 
@@ -31,86 +39,115 @@ import numpy as np
 import torch
 
 from .neighbours import CLOSE, KnnGraph, _exact_near, _top, _whole_row, euclidean_from_similarity
-from .row_shards import padded, shard_knn
+from .row_shards import padded
 
-ROWS = 1024  # rows per cheap pass
-RESCORE_ROWS = 64  # rows per fp32 re-check (a GEMM of at least 8 rows: the same values as the exact graph's)
-COLUMNS = 8192  # columns per cheap product
-
-
-def bf16_error_bound(dim: int) -> float:
-    """eps with |c - s| <= eps for unit rows in `dim` dimensions (see the module's docstring)."""
-    u, g = 2.0 ** -8, dim * 2.0 ** -24 / (1 - dim * 2.0 ** -24)
-    return 2 * u + u * u + g * (1 + u) ** 2 + u * (1 + u) ** 2 * (1 + g) + g + 1e-6
+U = 2.0 ** -8  # bf16's unit roundoff
+BLOCK_BYTES = 256 << 20  # one block of cheap (bf16) products
+GROUP = 16  # rows re-scored together (the least that gives the exact graph's sgemm values)
 
 
-def build_screened_graph(features: torch.Tensor, k: int, pool_cap: int = 512) -> KnnGraph:
+def rounding_bounds(features: torch.Tensor, cheap: torch.Tensor) -> torch.Tensor:
+    """A_i (float64, per row) with |c_ij - s_ij| <= u |c_ij| + A_i for every column j (module docstring)."""
+    dim = features.shape[1]
+    g = dim * 2.0 ** -24 / (1 - dim * 2.0 ** -24)
+    residual = (cheap.float() - features).double().norm(dim=1) * (1 + 1e-6)
+    norm = features.double().norm(dim=1) * (1 + 1e-6)
+    r, n = residual.max(), norm.max()
+    return norm * r + residual * n + residual * r + g * ((norm + residual) * (n + r) + norm * n) + 1e-7
+
+
+def build_screened_graph(features: torch.Tensor, k: int) -> KnnGraph:
     """The exact graph of the unit rows of `features` (T x D), screened by bf16 products."""
     total, device = features.shape[0], features.device
     k = min(k, total)
     margin = min(total, k + 8)
-    cap = min(total, max(pool_cap, 2 * margin))
-    eps = bf16_error_bound(features.shape[1])
-    cheap_x = features.to(torch.bfloat16)
+    cheap = features.to(torch.bfloat16)
+    bound = rounding_bounds(features, cheap)
+    rows = max(GROUP, BLOCK_BYTES // (2 * total) // GROUP * GROUP)
     indices = np.empty((total, k), dtype=np.int64)
     distances = np.empty((total, k), dtype=np.float32)
     lowest = np.empty(total, dtype=np.float32)
-    for lo in range(0, total, ROWS):
-        hi = min(lo + ROWS, total)
-        high, high_at, low, low_at = _cheap_extremes(cheap_x, lo, hi, cap)
-        for a in range(lo, hi, RESCORE_ROWS):
-            b = min(a + RESCORE_ROWS, hi)
+    for lo in range(0, total, rows):
+        hi = min(lo + rows, total)
+        near, far = _pools(cheap, lo, hi, margin, bound[lo:hi])
+        for a in range(lo, hi, GROUP):
+            b = min(a + GROUP, hi)
             part = slice(a - lo, b - lo)
-            done = _rescored(features, a, b, k, margin, eps, high[part], high_at[part], low[part], low_at[part], cap)
-            if done is None:  # a pool past the cap: these rows in fp32 throughout
-                done = shard_knn(features, a, b, k)
-            indices[a:b], distances[a:b], lowest[a:b] = done
+            indices[a:b], distances[a:b], lowest[a:b] = _rescored(features, a, b, k, margin, near[part], far[part])
     farthest = euclidean_from_similarity(torch.from_numpy(lowest)).numpy()
     return KnnGraph(indices, distances, farthest)
 
 
-def _cheap_extremes(cheap_x: torch.Tensor, lo: int, hi: int, cap: int):
-    """Each row's `cap` largest and smallest cheap similarities (itself +inf) and their columns."""
-    total, device = cheap_x.shape[0], cheap_x.device
-    rows = hi - lo
-    high = torch.full((rows, cap), -math.inf, device=device)
-    high_at = torch.zeros((rows, cap), dtype=torch.int64, device=device)
-    low, low_at = torch.full((rows, cap), math.inf, device=device), torch.zeros_like(high_at)
-    for b in range(0, total, COLUMNS):
-        c = (cheap_x[lo:hi] @ cheap_x[b:b + COLUMNS].T).float()
-        at = torch.arange(b, b + c.shape[1], device=device).expand(rows, -1)
-        smallest = torch.topk(torch.cat([low, c], 1), cap, dim=1, largest=False)
-        low, low_at = smallest.values, torch.cat([low_at, at], 1).gather(1, smallest.indices)
-        if b < hi and lo < b + c.shape[1]:  # row i itself first
-            own = torch.arange(max(lo, b), min(hi, b + c.shape[1]), device=device)
-            c[own - lo, own - b] = math.inf
-        largest = torch.topk(torch.cat([high, c], 1), cap, dim=1)
-        high, high_at = largest.values, torch.cat([high_at, at], 1).gather(1, largest.indices)
-    return high, high_at, low, low_at
+def _pools(cheap: torch.Tensor, lo: int, hi: int, margin: int, bound: torch.Tensor):
+    """Masks (rows lo..hi x T) of each row's columns that may be among its top `margin` in fp32
+    (itself counted first) and of those that may hold its least fp32 similarity."""
+    c = _cheap_product(cheap[lo:hi], cheap)
+    least = c.amin(dim=1).double()
+    far = c <= _bf16_edge(_upper(least) + 2 * bound, up=True)[:, None]
+    own = torch.arange(lo, hi, device=c.device)
+    c[own - lo, own] = math.inf
+    mth = torch.topk(c, margin, dim=1).values[:, -1].double()
+    near = c >= _bf16_edge(_lower(mth) - 2 * bound, up=False)[:, None]
+    return near, far
 
 
-def _rescored(features, a, b, k, margin, eps, high, high_at, low, low_at, cap):
-    """(indices, distances, lowest) of rows a..b from their pools re-scored in fp32, or None when a
-    pool may reach past the cap (the cap-th cheap value still within the bound)."""
+def _cheap_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a b^T, bf16 in and out, accumulated in fp32 (cuBLAS may otherwise reduce in bf16)."""
+    if not a.is_cuda:
+        return a @ b.T
+    matmul = torch.backends.cuda.matmul
+    allowed, matmul.allow_bf16_reduced_precision_reduction = matmul.allow_bf16_reduced_precision_reduction, False
+    try:
+        return a @ b.T
+    finally:
+        matmul.allow_bf16_reduced_precision_reduction = allowed
+
+
+def _lower(c: torch.Tensor) -> torch.Tensor:
+    """f(c) = c - u |c| (+inf stays +inf)."""
+    return torch.where(torch.isinf(c), c, c - U * c.abs())
+
+
+def _upper(c: torch.Tensor) -> torch.Tensor:
+    """h(c) = c + u |c|."""
+    return c + U * c.abs()
+
+
+def _bf16_edge(edge: torch.Tensor, up: bool) -> torch.Tensor:
+    """The bf16 value t with, for every bf16 c: h(c) >= edge implies c >= t (up=False), or
+    f(c) <= edge implies c <= t (up=True). h(c) >= e means c >= e / (1 + u) for e >= 0 and
+    c >= e / (1 - u) for e < 0; f mirrors it. t is that threshold rounded outwards to bf16."""
+    outwards = (edge >= 0) == up  # where dividing by 1 - u moves the edge outwards
+    t = torch.where(outwards, edge / (1 - U), edge / (1 + U))
+    return -_bf16_below(-t) if up else _bf16_below(t)
+
+
+def _bf16_below(t: torch.Tensor) -> torch.Tensor:
+    """The largest bf16 value at most t (float64): the largest float32 at most t, its last 16 bits
+    cut (bf16 is float32's first 16), one bf16 step further where the cut moved a negative value up."""
+    t32 = t.float()
+    t32 = torch.where(t32.double() > t, torch.nextafter(t32, torch.full_like(t32, -math.inf)), t32)
+    bits = t32.view(torch.int32)
+    cut = bits & -65536
+    cut = torch.where((bits < 0) & (bits != cut), cut + 65536, cut)
+    return cut.view(torch.float32).to(torch.bfloat16)
+
+
+def _rescored(features, a, b, k, margin, near, far):
+    """(indices, distances, lowest) of rows a..b, their pools re-scored in fp32."""
     total, device = features.shape[0], features.device
-    top_edge = high[:, margin - 1:margin] - 2 * eps
-    bottom_edge = low[:, :1] + 2 * eps
-    if cap < total and ((high[:, -1:] >= top_edge).any() or (low[:, -1:] <= bottom_edge).any()):
-        return None
-    upper = torch.where(high >= top_edge, high_at, -1)
-    lower = torch.where(low <= bottom_edge, low_at, -1)
-    pool = torch.cat([upper, lower], 1)
-    columns = torch.unique(pool[pool >= 0])
+    row, column = torch.nonzero(near | far, as_tuple=True)
+    columns, at = torch.unique(column, return_inverse=True)
     wide = padded(a, b, total)  # the same sgemm values as the exact graph's (at least 16 rows)
-    exact = (features[wide] @ features[columns].T)[a - wide.start:b - wide.start]
-    where = torch.searchsorted(columns, pool.clamp(min=0))
-    s = exact.gather(1, where)
-    lowest = torch.where(lower >= 0, s[:, upper.shape[1]:], math.inf).amin(dim=1)
-    values = torch.where(upper >= 0, s[:, :upper.shape[1]], -math.inf)
-    values[upper == torch.arange(a, b, device=device)[:, None]] = math.inf  # itself first
-    top = torch.topk(values, margin, dim=1)
-    candidates = upper.gather(1, top.indices)
-    values, candidates = _top(top.values, candidates, k, margin < total, lambda r: _whole_row(features, a + r))
+    exact = (features[wide] @ torch.index_select(features, 0, columns).T)[a - wide.start:b - wide.start]
+    s = exact[row, at]
+    is_near, is_far = near[row, column], far[row, column]
+    lowest = torch.full((b - a,), math.inf, device=device).scatter_reduce(0, row[is_far], s[is_far], "amin")
+    values = torch.full(exact.shape, -math.inf, device=device)
+    values[row[is_near], at[is_near]] = s[is_near]
+    values[torch.arange(b - a, device=device), torch.searchsorted(columns, torch.arange(a, b, device=device))] = math.inf
+    top = torch.topk(values, margin, dim=1)  # itself first: always in its pool
+    values, candidates = _top(top.values, columns[top.indices], k, margin < total, lambda r: _whole_row(features, a + r))
     values[:, 0] = 1.0
     close = values > 1.0 - CLOSE**2 / 2
     close[:, 0] = False

@@ -9,7 +9,7 @@ import torch
 from conftest import plain_normalise
 from rerankbench.engine.neighbours import build_knn_graph
 from rerankbench.engine.row_shards import build_by_shards, shard_bounds
-from rerankbench.engine.screened_graph import bf16_error_bound, build_screened_graph
+from rerankbench.engine.screened_graph import U, build_screened_graph, rounding_bounds
 
 
 def _inputs(seed: int, rows: int, dim: int, ties: bool) -> torch.Tensor:
@@ -50,17 +50,21 @@ def test_screened_graph_is_the_exact_graph(seed, rows, dim, ties, k):
     _same(build_screened_graph(x, k), build_knn_graph(x, k))
 
 
-def test_screened_graph_falls_back_where_a_pool_passes_the_cap():
+def test_screened_graph_rescores_a_row_of_many_ties_whole():
     x = _inputs(4, 900, 32, True)
-    _same(build_screened_graph(x, 10, pool_cap=24), build_knn_graph(x, 10))  # many pools overflow 24
+    x[200:700] = x[199]  # 501 equal rows: each one's pool holds all of them
+    _same(build_screened_graph(x, 10), build_knn_graph(x, 10))
 
 
-def test_the_bf16_bound_holds_on_unit_rows():
+def test_the_bound_holds_and_is_tighter_than_the_worst_case():
     x = _inputs(5, 2000, 2048, False)
-    cheap = (x[:500].bfloat16() @ x.bfloat16().T).double()
+    cheap = x.bfloat16()
+    c = (cheap[:500] @ cheap.T).double()
     exact = x[:500].double() @ x.double().T
-    assert (cheap - exact).abs().max().item() <= bf16_error_bound(2048) - 1e-4  # |c - s| <= eps, s itself within g_D
-    assert 0.011 < bf16_error_bound(2048) < 0.013
+    bound = rounding_bounds(x, cheap)[:500, None]
+    slack = bound + U * c.abs() - (c - exact).abs()  # |c - s| <= u |c| + A_i, s itself within g_D of exact
+    assert slack.min().item() > 1e-4
+    assert 0.0030 < bound.min().item() <= bound.max().item() < 0.0045  # the worst case, 2u + u^2, is 0.0079
 
 
 def test_knn_benchmark_reports_the_screened_graph_equal_to_the_exact_one(tmp_path):
