@@ -46,6 +46,7 @@ class KnnGraph:
         return tuple(torch.as_tensor(a, device=device) for a in (self.indices, self.distances, self.farthest))
 
 
+TIE_MARGIN = 8  # candidates kept past k; a row whose tie at k runs past them is sorted whole
 CLOSE = 0.05  # below this distance, graph distances are computed from the difference of the rows
 
 
@@ -88,7 +89,7 @@ def build_knn_graph(features: torch.Tensor, k: int, show_progress: bool = False,
     """
     total, device = features.shape[0], features.device
     k = min(k, total)
-    margin = min(total, k + 8)
+    margin = min(total, k + TIE_MARGIN)
     side = int(min(total, math.isqrt(GRAPH_BLOCK_BYTES // 4)))
     values = torch.full((total, margin), -math.inf, device=device)
     candidates = torch.full((total, margin), -1, dtype=torch.int64, device=device)
@@ -176,7 +177,7 @@ def nearest_among(features: torch.Tensor, rows: np.ndarray, columns: np.ndarray,
     nearest first, ties by the smaller row: (their rows, their distances), and the largest distance
     to any of `columns`. Computed in blocks of rows x columns products."""
     k = min(k, len(columns))
-    margin = min(len(columns), k + 8)
+    margin = min(len(columns), k + TIE_MARGIN)
     near = np.empty((len(rows), k), dtype=np.int64)
     near_distances = np.empty((len(rows), k), dtype=np.float32)
     far = np.empty(len(rows), dtype=np.float32)

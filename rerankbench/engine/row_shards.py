@@ -17,14 +17,14 @@ import math
 import numpy as np
 import torch
 
-from .neighbours import CLOSE, GRAPH_BLOCK_BYTES, KnnGraph, _exact_near, _merge, _top, _whole_row, euclidean_from_similarity
+from .neighbours import CLOSE, GRAPH_BLOCK_BYTES, TIE_MARGIN, KnnGraph, _exact_near, _merge, _top, _whole_row, euclidean_from_similarity
 
 
 def shard_knn(features: torch.Tensor, lo: int, hi: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(indices, distances, lowest similarity) of rows lo..hi of X: their kNN(i, k) among all rows."""
     total, device = features.shape[0], features.device
     k = min(k, total)
-    margin = min(total, k + 8)
+    margin = min(total, k + TIE_MARGIN)
     rows = slice(lo, hi)
     count = hi - lo
     side = int(min(total, max(8, GRAPH_BLOCK_BYTES // (4 * max(count, 1)))))

@@ -16,33 +16,41 @@ first four terms against every column, and |c_ij - s_ij| <= u |c_ij| + A_i. The 
 rounding 2048-d unit rows are about 0.0017, so 2 A_i is about 0.0077, against the 0.024 of the
 worst case |r| <= u |x|.
 
-The argument. Let m = K + 8 (the exact graph's candidate margin) and c_(m) a row's m-th largest
-cheap value (itself counted +inf). f(c) = c - u |c| and h(c) = c + u |c| increase with c. The m
-columns with the largest c have s >= f(c) - A >= f(c_(m)) - A, so the m-th largest s is at least
-that, and every column with s >= s_(m) has h(c) >= s - A >= f(c_(m)) - 2 A. So the pool
-{j : h(c_ij) >= f(c_(m)) - 2 A_i} holds every column the exact graph's top m can hold, ties at its
-edge included; it is found by one comparison of the bf16 values against that edge rounded down to
-bf16. Mirrored from below, {j : f(c_ij) <= h(c_min) + 2 A_i} holds the column of the least s
-(farthest[i]). The pools of a group of rows are re-scored together by the same fp32 sgemm (of at
-least 16 rows, whose value for a pair does not depend on the block: row_shards.padded), and the
-exact graph's own rules (ties to the smaller row, a tie past the margin sorted whole, CLOSE) run
-on them. A pool is as large as the data make it (a row of many near-ties re-scores many columns),
-so the result never depends on the bound being tight, only on its being true. Pays where bf16
-products are fast (CUDA, CPUs with AMX or AVX512-BF16: README, Benchmarks); on an AVX2 CPU oneDNN
-runs them 5 to 8x slower than fp32, so `exact` uses the plain fp32 build unless asked.
+The argument. The exact graph lists, after the row itself, its K columns of largest s, ties to the
+smaller column (neighbours.build_knn_graph: a tie past its margin is sorted whole). Let c_(K) be a
+row's K-th largest cheap value (itself counted +inf); f(c) = c - u |c| and h(c) = c + u |c|
+increase with c. The K columns of largest c have s >= f(c) - A >= f(c_(K)) - A, so the K-th
+largest s is at least that, and every column with s >= s_(K) has h(c) >= s - A >= f(c_(K)) - 2 A.
+So the pool {j : h(c_ij) >= f(c_(K)) - 2 A_i} holds every column of the exact list and every column
+tied with its last; it is found by one comparison of the bf16 values with that edge rounded down to
+bf16, and the pool sorted by (s desc, column asc) begins with the exact list (a row with K + 8 or
+more columns at s >= s_(K) is the exact graph's crowded row and sorted whole from its one-row
+product, as there). Mirrored from below,
+{j : f(c_ij) <= h(c_min) + 2 A_i} holds the column of the least s (farthest[i]). s itself comes from
+the same fp32 sgemm as the exact graph's, for a group of at least 16 rows against the union of their
+pools (its value for a pair does not depend on the block: row_shards.padded); CLOSE is applied as
+there. A pool is as large as the data make it (a row of many near-ties re-scores many columns), so
+the result never depends on the bound being tight, only on its being true. Groups are re-scored
+side by side, one thread each. Pays where bf16 products are fast (CUDA, CPUs with AMX or
+AVX512-BF16: README, Benchmarks); on an AVX2 CPU oneDNN runs them 5 to 8x slower than fp32, so
+`exact` uses the plain fp32 build unless asked.
 """
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
-from .neighbours import CLOSE, KnnGraph, _exact_near, _top, _whole_row, euclidean_from_similarity
+from .neighbours import CLOSE, TIE_MARGIN, KnnGraph, _exact_near, _whole_row, euclidean_from_similarity
 from .row_shards import padded
 
 U = 2.0 ** -8  # bf16's unit roundoff
-BLOCK_BYTES = 256 << 20  # one block of cheap (bf16) products
+BLOCK_BYTES = 192 << 20  # one block of cheap (bf16) products, kept for its rows' re-scoring
+COLUMNS = 8192  # columns per cheap product
 GROUP = 16  # rows re-scored together (the least that gives the exact graph's sgemm values)
 
 
@@ -60,35 +68,56 @@ def build_screened_graph(features: torch.Tensor, k: int) -> KnnGraph:
     """The exact graph of the unit rows of `features` (T x D), screened by bf16 products."""
     total, device = features.shape[0], features.device
     k = min(k, total)
-    margin = min(total, k + 8)
     cheap = features.to(torch.bfloat16)
     bound = rounding_bounds(features, cheap)
-    rows = max(GROUP, BLOCK_BYTES // (2 * total) // GROUP * GROUP)
+    rows = min(max(GROUP, BLOCK_BYTES // (2 * total) // GROUP * GROUP), total)
+    products = torch.empty((rows, total), dtype=torch.bfloat16, device=device)
     indices = np.empty((total, k), dtype=np.int64)
     distances = np.empty((total, k), dtype=np.float32)
     lowest = np.empty(total, dtype=np.float32)
-    for lo in range(0, total, rows):
-        hi = min(lo + rows, total)
-        near, far = _pools(cheap, lo, hi, margin, bound[lo:hi])
-        for a in range(lo, hi, GROUP):
-            b = min(a + GROUP, hi)
-            part = slice(a - lo, b - lo)
-            indices[a:b], distances[a:b], lowest[a:b] = _rescored(features, a, b, k, margin, near[part], far[part])
+    threads = 1 if features.is_cuda else torch.get_num_threads()
+    spare = threading.local()  # each thread's buffer for the rows it gathers
+    with ThreadPoolExecutor(threads) as pool:
+        for lo in range(0, total, rows):
+            hi = min(lo + rows, total)
+            c, near_edge, far_edge = _cheap_block(cheap, lo, hi, k, bound[lo:hi], products)
+
+            def rescore(a: int) -> None:
+                b, part = min(a + GROUP, hi), slice(a - lo, a - lo + GROUP)
+                near, far = c[part] >= near_edge[part, None], c[part] <= far_edge[part, None]
+                indices[a:b], distances[a:b], lowest[a:b] = _rescored(features, a, b, k, near, far, spare)
+
+            with _one_thread_each(threads):  # small products: one thread per group, groups side by side
+                list(pool.map(rescore, range(lo, hi, GROUP)))
     farthest = euclidean_from_similarity(torch.from_numpy(lowest)).numpy()
     return KnnGraph(indices, distances, farthest)
 
 
-def _pools(cheap: torch.Tensor, lo: int, hi: int, margin: int, bound: torch.Tensor):
-    """Masks (rows lo..hi x T) of each row's columns that may be among its top `margin` in fp32
-    (itself counted first) and of those that may hold its least fp32 similarity."""
-    c = _cheap_product(cheap[lo:hi], cheap)
-    least = c.amin(dim=1).double()
-    far = c <= _bf16_edge(_upper(least) + 2 * bound, up=True)[:, None]
+@contextmanager
+def _one_thread_each(threads: int):
+    """torch's intra-op threads set to 1 while `threads` Python threads run ops side by side."""
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _cheap_block(cheap: torch.Tensor, lo: int, hi: int, k: int, bound: torch.Tensor, out: torch.Tensor):
+    """The cheap products c of rows lo..hi (itself +inf), in `out`, and each row's edges, as bf16:
+    c >= the near edge holds every column that may be among its top k in fp32 (itself counted
+    first) or tied with its k-th, c <= the far edge every column that may hold its least."""
+    c = out[:hi - lo]
+    for j in range(0, len(cheap), COLUMNS):  # in column pieces: a piece of products stays in cache
+        c[:, j:j + COLUMNS] = _cheap_product(cheap[lo:hi], cheap[j:j + COLUMNS])
+    far_edge = _bf16_edge(_upper(c.amin(dim=1).double()) + 2 * bound, up=True)
     own = torch.arange(lo, hi, device=c.device)
-    c[own - lo, own] = math.inf
-    mth = torch.topk(c, margin, dim=1).values[:, -1].double()
-    near = c >= _bf16_edge(_lower(mth) - 2 * bound, up=False)[:, None]
-    return near, far
+    c[own - lo, own] = math.inf  # after the least: the exact graph's least similarity counts itself too
+    kth = torch.topk(c, k, dim=1).values[:, -1].double()
+    return c, _bf16_edge(_lower(kth) - 2 * bound, up=False), far_edge
 
 
 def _cheap_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -133,21 +162,33 @@ def _bf16_below(t: torch.Tensor) -> torch.Tensor:
     return cut.view(torch.float32).to(torch.bfloat16)
 
 
-def _rescored(features, a, b, k, margin, near, far):
+def _gathered(features: torch.Tensor, columns: torch.Tensor, spare: threading.local) -> torch.Tensor:
+    """features[columns], into this thread's buffer (a fresh 20 MB array each time costs its page faults)."""
+    buffer = getattr(spare, "rows", None)
+    if buffer is None or len(buffer) < len(columns):
+        spare.rows = buffer = features.new_empty((max(len(columns), 4096), features.shape[1]))
+    return torch.index_select(features, 0, columns, out=buffer[:len(columns)])
+
+
+def _rescored(features, a, b, k, near, far, spare):
     """(indices, distances, lowest) of rows a..b, their pools re-scored in fp32."""
     total, device = features.shape[0], features.device
     row, column = torch.nonzero(near | far, as_tuple=True)
     columns, at = torch.unique(column, return_inverse=True)
     wide = padded(a, b, total)  # the same sgemm values as the exact graph's (at least 16 rows)
-    exact = (features[wide] @ torch.index_select(features, 0, columns).T)[a - wide.start:b - wide.start]
+    exact = (features[wide] @ _gathered(features, columns, spare).T)[a - wide.start:b - wide.start]
     s = exact[row, at]
     is_near, is_far = near[row, column], far[row, column]
     lowest = torch.full((b - a,), math.inf, device=device).scatter_reduce(0, row[is_far], s[is_far], "amin")
     values = torch.full(exact.shape, -math.inf, device=device)
     values[row[is_near], at[is_near]] = s[is_near]
     values[torch.arange(b - a, device=device), torch.searchsorted(columns, torch.arange(a, b, device=device))] = math.inf
-    top = torch.topk(values, margin, dim=1)  # itself first: always in its pool
-    values, candidates = _top(top.values, columns[top.indices], k, margin < total, lambda r: _whole_row(features, a + r))
+    order = torch.sort(values, dim=1, descending=True, stable=True)  # columns ascend: ties to the smaller
+    values, candidates = order.values[:, :k], columns[order.indices[:, :k]]
+    if k + TIE_MARGIN < total:  # as the exact graph: a row whose tie at k runs past its margin, sorted whole
+        for r in torch.nonzero((order.values >= values[:, -1:]).sum(dim=1) >= k + TIE_MARGIN).flatten().tolist():
+            whole = torch.sort(_whole_row(features, a + r), descending=True, stable=True)
+            values[r], candidates[r] = whole.values[:k], whole.indices[:k]
     values[:, 0] = 1.0
     close = values > 1.0 - CLOSE**2 / 2
     close[:, 0] = False
