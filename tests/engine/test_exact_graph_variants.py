@@ -56,6 +56,19 @@ def test_screened_graph_rescores_a_row_of_many_ties_whole():
     _same(build_screened_graph(x, 10), build_knn_graph(x, 10))
 
 
+def test_screened_graph_over_many_blocks_and_a_short_last_group(monkeypatch):
+    import rerankbench.engine.screened_graph as screened
+    monkeypatch.setattr(screened, "BLOCK_BYTES", 2 * 700 * 48)  # blocks of 48 rows, the last of 28 (700 = 14 x 48 + 28)
+    x = _inputs(1, 700, 64, True)
+    _same(build_screened_graph(x, 20), build_knn_graph(x, 20))
+
+
+@pytest.mark.parametrize("rows,k", [(1, 5), (2, 5), (17, 40), (33, 3)])
+def test_screened_graph_of_a_few_rows(rows, k):
+    x = _inputs(6, rows, 16, False) if rows > 2 else torch.nn.functional.normalize(torch.ones(rows, 16), dim=1)
+    _same(build_screened_graph(x, k), build_knn_graph(x, k))
+
+
 def test_the_bound_holds_and_is_tighter_than_the_worst_case():
     x = _inputs(5, 2000, 2048, False)
     cheap = x.bfloat16()
