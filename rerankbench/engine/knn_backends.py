@@ -3,7 +3,8 @@
 - exact: neighbours.build_knn_graph, the reference and the default. `screen=bf16` finds the
   candidates with bf16 products and re-checks them in fp32 (screened_graph.py): the same graph,
   faster where bf16 products are (CUDA, AMX, AVX512-BF16: 0.54-0.59x on the full MSMT17 twin);
-  `screen=fp32` (default) is the plain build. The graph is the same either way, so `screen` is not part of a cell's identity nor of the cache key.
+  `screen=fp32` (default) is the plain build. The graph is the same either way, so `screen` is
+  not part of a cell's identity nor of the cache key.
 - flat: faiss IndexFlatIP, exact brute force (faiss: "Faiss indexes", IndexFlat).
 - ivf: faiss IndexIVFFlat (`kind=flat`) or IndexIVFPQ (`kind=pq`, `m` sub-quantizers of `nbits`),
   `nlist` inverted lists from k-means on a seeded sample, `nprobe` of them searched

@@ -25,9 +25,8 @@ So the pool {j : h(c_ij) >= f(c_(K)) - 2 A_i} holds every column of the exact li
 tied with its last; it is found by one comparison of the bf16 values with that edge rounded down to
 bf16, and the pool sorted by (s desc, column asc) begins with the exact list (a row with K + 8 or
 more columns at s >= s_(K) is the exact graph's crowded row and sorted whole from its one-row
-product, as there). Mirrored from below,
-{j : f(c_ij) <= h(c_min) + 2 A_i} holds the column of the least s (farthest[i]). s itself comes from
-the same fp32 sgemm as the exact graph's, for a group of at least 16 rows against the union of their
+product, as there). Mirrored from below, {j : f(c_ij) <= h(c_min) + 2 A_i} holds the column of
+the least s (farthest[i]). s itself comes from the same fp32 sgemm as the exact graph's, for a group of at least 16 rows against the union of their
 pools (its value for a pair does not depend on the block: row_shards.padded); CLOSE is applied as
 there. A pool is as large as the data make it (a row of many near-ties re-scores many columns), so
 the result never depends on the bound being tight, only on its being true. Groups are re-scored
