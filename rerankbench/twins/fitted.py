@@ -54,6 +54,11 @@ def stored_model(dataset: str, scale: float, path: str | Path | None = None) -> 
     return None if entry is None else _model(entry, dataset, scale, path)
 
 
+def adopted_scales(dataset: str, path: str | Path | None = None) -> list[float]:
+    """The scales at which `dataset` has an adopted fit, ascending; [] while its twin is the registered model."""
+    return sorted(float(key) for key, entry in read_fits(path).get(dataset, {}).items() if entry.get("adopted"))
+
+
 def adopted_model(dataset: str, scale: float, path: str | Path | None = None) -> TwinModel | None:
     """The model of `dataset`'s twin at `scale` from its adopted fits (see the module docstring);
     None when none is adopted."""

@@ -109,11 +109,13 @@ def test_only_adopted_fits_change_a_twin_and_scales_between_are_interpolated(tmp
     store_fit("market1501", 0.1, {"model": dataclasses.asdict(low)})
     store_fit("market1501", 1.0, {"model": dataclasses.asdict(high)})
     assert market.model_at(0.3) == market.model  # stored, not adopted: nothing changes
+    assert fitted.adopted_scales("market1501") == []
     assert market.load(0.02, dim=32).fingerprint == plain.fingerprint
     fits = read_fits()
     for entry in fits["market1501"].values():
         entry["adopted"] = True
     path.write_text(json.dumps(fits))
+    assert fitted.adopted_scales("market1501") == [0.1, 1.0]
     assert market.model_at(0.1) == low and market.model_at(1.0) == high
     assert market.model_at(0.02) == low  # below the fitted scales: the nearest fit
     between = market.model_at(10 ** -0.5)  # half way in log(scale) from 0.1 to 1.0
