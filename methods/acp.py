@@ -18,7 +18,10 @@ Sec. IV-B2) and ACP-Basic below; any architecture parameter of Tables II and VII
 over the preset. Training: `epochs` = 20 and `epoch_size` probes per epoch, "auto" being every
 training image (the paper's epoch) on real data and 3,000 x scale on a twin (a budget for this
 2-core machine: the default run, ACP trained on six twins at scale 0.1, stays under 10 minutes,
-and ACP-Basic trains on the full MSMT17 twin in about 8); `seed` seeds it.
+and ACP-Basic trains on the full MSMT17 twin in about 8); `seed` seeds it. `validation` (default
+0: off) holds that share of the training identities out and keeps the epoch that scores their
+test-like kNN(k1) sequences best (AUC of s; rerankbench/acp/validation.py); the record carries
+the curve, the cosine's AUC beside it, and the chosen epoch.
 
 Gallery context (--context gallery): the same model and eq. 1 over the gallery context's kNN
 graph: a gallery row's sequence is its k1 nearest gallery rows, a query's is itself, then its
@@ -49,10 +52,10 @@ class AttentionCorrelationPredictor(Reranker):
     needs_train = True
     defaults = {"k1": DATA_DEPENDENT, "k2": 6, "preset": AUTO,
                 **{name: FROM_PRESET for name in ARCHITECTURE}, **{name: True for name in MODULES},
-                "epochs": TrainingSettings.epochs, "epoch_size": AUTO, "seed": 0}
+                "epochs": TrainingSettings.epochs, "epoch_size": AUTO, "validation": 0.0, "seed": 0}
     ranges = {"k1": NEIGHBOURHOOD, "k2": NEIGHBOURHOOD, "layers": COUNT, "slots": COUNT, "heads": COUNT,
               "d_memory": COUNT, "d": COUNT, "dropout": Range(0, 1, open_high=True), "gamma": NON_NEGATIVE,
-              "epochs": COUNT, "epoch_size": COUNT, "seed": Range(0, whole=True)}
+              "epochs": COUNT, "epoch_size": COUNT, "validation": Range(0, 1), "seed": Range(0, whole=True)}
 
     def resolved(self, fs):
         params = super().resolved(fs)
@@ -77,7 +80,8 @@ class AttentionCorrelationPredictor(Reranker):
         """The model's configuration, the training settings and the training seed on `fs`."""
         params = self.resolved(fs)
         config = AcpConfig(**{name: params[name] for name in (*ARCHITECTURE, *MODULES)})
-        settings = TrainingSettings(epochs=params["epochs"], epoch_size=params["epoch_size"])
+        settings = TrainingSettings(epochs=params["epochs"], epoch_size=params["epoch_size"],
+                                    validation=params["validation"], validation_length=params["k1"])
         return config, settings, params["seed"]
 
     @classmethod

@@ -7,6 +7,10 @@ or epoch count: we take 20 epochs). One epoch = every training image once as a p
 `epoch_size`, that many probes drawn afresh each epoch (a budget for this CPU machine: one
 epoch of ACP-Basic on the full MSMT17 twin's 30,248 images takes about 4 minutes on 2 cores).
 
+With `validation` > 0, that share of the training identities is held out and every epoch is
+scored on them as at test time (validation.py); the epoch with the highest AUC of s is the model
+returned, and the curve and the chosen epoch go into the record.
+
 A checkpoint is written after every epoch (the latest one kept) in `folder`; a new call with
 the same folder resumes after the last finished epoch, and one that asks for no more epochs than
 are done loads the model without training. Each epoch's shuffle, draws and dropout
@@ -33,6 +37,7 @@ from .config import AcpConfig
 from .loss import focal_loss
 from .model import AcpModel
 from .sequences import SequencePool
+from .validation import ValidationSequences, held_out_identities
 
 FUSED_BLOCKS = ("c3", "c4")  # before C5, in this order, when the split has them
 
@@ -52,6 +57,15 @@ class TrainingSettings:
     warmup_factor: float = 0.1
     epochs: int = 20
     epoch_size: int | None = None  # probes per epoch; None: every training image
+    validation: float = 0.0  # share of the training identities held out for validation; 0: none
+    validation_length: int = 25  # k1 of the validation sequences (the method's test k1)
+    validation_probes: int = 1000
+
+    def recipe(self) -> dict:
+        """The settings that make a model (not `epochs`: asking for more resumes); the validation
+        fields only when validation is on, so that models without it keep their names."""
+        skipped = {"epochs"} | ({"validation", "validation_length", "validation_probes"} if not self.validation else set())
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skipped}
 
     def lr_at(self, epoch: int) -> float:
         """lr x (f + (1 - f) e / E_w) for epochs e < E_w (0-based), lr after."""
@@ -66,12 +80,24 @@ class TrainedAcp:
     losses: list[float] = field(default_factory=list)  # mean training loss of each epoch
     epoch_seconds: list[float] = field(default_factory=list)  # and its wall time
     checkpoint: Path | None = None
+    validation: list[dict] = field(default_factory=list)  # per epoch: {"epoch", "auc", "cosine_auc"}
+    best_state: dict | None = None  # the model's state at the chosen epoch, with validation
+
+    @property
+    def chosen_epoch(self) -> int | None:
+        """1-based epoch of the highest validation AUC (the first of equals); None without validation
+        or where no epoch's AUC means anything (validation.py)."""
+        scored = [row for row in self.validation if row["auc"] is not None]
+        return max(scored, key=lambda row: (row["auc"], -row["epoch"]))["epoch"] if scored else None
 
     def describe(self) -> dict:
         """What a result record keeps of the training."""
-        return {"checkpoint": None if self.checkpoint is None else str(self.checkpoint), "blocks": list(self.blocks),
-                "epochs_done": len(self.losses), "final_loss": self.losses[-1] if self.losses else None,
-                "training_seconds": sum(self.epoch_seconds)}
+        described = {"checkpoint": None if self.checkpoint is None else str(self.checkpoint), "blocks": list(self.blocks),
+                     "epochs_done": len(self.losses), "final_loss": self.losses[-1] if self.losses else None,
+                     "training_seconds": sum(self.epoch_seconds)}
+        if self.validation:
+            described["validation"] = {"curve": self.validation, "chosen_epoch": self.chosen_epoch}
+        return described
 
 
 def input_blocks(split: Split, config: AcpConfig) -> tuple[str, ...]:
@@ -109,30 +135,54 @@ def train(split: Split, config: AcpConfig, settings: TrainingSettings, folder: s
 def _train(split: Split, config: AcpConfig, settings: TrainingSettings, folder: str | Path | None, seed: int,
            device: str, show_progress: bool, log: Callable[[str], None]) -> TrainedAcp:
     blocks = input_blocks(split, config)
-    features = torch.as_tensor(model_inputs([split], blocks), device=device)
+    inputs = torch.as_tensor(model_inputs([split], blocks), device=device)
+    held_out = held_out_identities(split.ids, settings.validation, seed) if settings.validation else None
+    training = split if held_out is None else split.take(np.flatnonzero(~held_out))
+    features = inputs if held_out is None else inputs[torch.as_tensor(np.flatnonzero(~held_out), device=device)]
     block_dims = tuple(split.features.shape[1] if b == "features" else split.blocks[b].shape[1] for b in blocks)
     torch.manual_seed(seed)
     model = AcpModel(config, block_dims).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     trained = TrainedAcp(model, blocks)
     identity = {"config": dataclasses.asdict(config), "block_dims": block_dims, "seed": seed, "images": len(split),
-                "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "epochs"}}
+                "settings": settings.recipe()}
     first_epoch = 0 if folder is None else _resume(Path(folder), identity, trained, optimiser, log)
     if first_epoch > settings.epochs:
         raise ValueError(f"{folder} holds a model trained for {first_epoch} epochs, more than the {settings.epochs} "
                          "asked for: ask for that many, or delete it to train afresh")
     if first_epoch == settings.epochs:
-        return trained
-    pool = SequencePool.from_split(split, settings.neighbours, show_progress)
+        return _chosen(trained)
+    pool = SequencePool.from_split(training, settings.neighbours, show_progress)
+    checks = None if held_out is None else ValidationSequences.draw(split, held_out, settings.validation_length,
+                                                                     settings.validation_probes, seed)
     for epoch in range(first_epoch, settings.epochs):
         started = time.perf_counter()
         loss = _epoch(model, optimiser, pool, features, config, settings, seed, epoch, show_progress)
         trained.losses.append(loss)
         trained.epoch_seconds.append(time.perf_counter() - started)
+        note = ""
+        if checks is not None:
+            row = {"epoch": epoch + 1, "auc": checks.model_auc(model, inputs, settings.refine_length),
+                   "cosine_auc": checks.cosine_auc()}
+            trained.validation.append(row)
+            if trained.chosen_epoch == epoch + 1:
+                trained.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            note = f", validation AUC {_shown(row['auc'])} (cosine {_shown(row['cosine_auc'])})"
         if folder is not None:
             _save(Path(folder), identity, trained, optimiser, epoch)
         log(f"epoch {epoch + 1}/{settings.epochs}: loss {loss:.4f}, lr {settings.lr_at(epoch):.2e}, "
-            f"{trained.epoch_seconds[-1]:.1f} s")
+            f"{trained.epoch_seconds[-1]:.1f} s{note}")
+    return _chosen(trained)
+
+
+def _shown(auc: float | None) -> str:
+    return "- (no false or no true match)" if auc is None else f"{auc:.4f}"
+
+
+def _chosen(trained: TrainedAcp) -> TrainedAcp:
+    """With validation, the model at its chosen epoch (the optimiser's state stays the last epoch's)."""
+    if trained.best_state is not None:
+        trained.model.load_state_dict(trained.best_state)
     return trained
 
 
@@ -166,7 +216,7 @@ def _save(folder: Path, identity: dict, trained: TrainedAcp, optimiser: torch.op
     folder.mkdir(parents=True, exist_ok=True)
     state = {**identity, "epoch": epoch + 1, "blocks": trained.blocks, "losses": trained.losses,
              "epoch_seconds": trained.epoch_seconds, "model": trained.model.state_dict(),
-             "optimiser": optimiser.state_dict()}
+             "optimiser": optimiser.state_dict(), "validation": trained.validation, "best_state": trained.best_state}
     path = write_atomic(folder / f"epoch-{epoch + 1:04d}.pt", lambda tmp: torch.save(state, tmp))
     trained.checkpoint = path
     for older in folder.glob("epoch-*.pt"):
@@ -178,8 +228,7 @@ def model_name(family: str, split: Split, config: AcpConfig, settings: TrainingS
     """<family>-<train split's fingerprint>-<digest of the config and settings>-seed<seed>: one name
     per model, so that a sweep over architectures or budgets never mixes checkpoints (the epoch
     count is left out: asking for more epochs resumes)."""
-    recipe = {"config": dataclasses.asdict(config),
-              "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "epochs"}}
+    recipe = {"config": dataclasses.asdict(config), "settings": settings.recipe()}
     digest = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
     return f"{family}-{split.fingerprint[:10]}-{digest}-seed{seed}"
 
@@ -221,6 +270,8 @@ def _resume(folder: Path, identity: dict, trained: TrainedAcp, optimiser: torch.
     optimiser.load_state_dict(state["optimiser"])
     trained.losses[:] = state["losses"]
     trained.epoch_seconds[:] = state.get("epoch_seconds", [])
+    trained.validation[:] = state.get("validation") or []
+    trained.best_state = state.get("best_state")
     trained.checkpoint = path
     log(f"resuming after epoch {state['epoch']} from {path}")
     return state["epoch"]

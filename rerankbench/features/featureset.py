@@ -72,6 +72,11 @@ class Split:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def take(self, rows: np.ndarray) -> "Split":
+        """The split of these rows (every array indexed alike)."""
+        return Split(np.asarray(self.features)[rows], self.ids[rows], None if self.cams is None else self.cams[rows],
+                     {name: np.asarray(block)[rows] for name, block in self.blocks.items()})
+
     def hash_into(self, digest, with_blocks: bool = False) -> None:
         """Feed the arrays (shape and bytes of features, ids, cameras; optionally the blocks) to `digest`."""
         blocks = [self.blocks[name] for name in sorted(self.blocks)] if with_blocks else []

@@ -90,7 +90,8 @@ def test_parameters_resolve_from_the_preset_and_the_train_split(toy):
     resolved = registry.method("acp").resolved(toy)
     assert resolved == {"k1": toy.default_k, "k2": 6, "preset": "basic", "layers": 3, "slots": 8, "heads": 16,
                         "d_memory": 32, "d": 256, "dropout": 0.4, "gamma": 2.0, "fusion": True, "encoder": True,
-                        "memory": True, "refinement": True, "epochs": 20, "epoch_size": 480, "seed": 0}
+                        "memory": True, "refinement": True, "epochs": 20, "epoch_size": 480, "validation": 0.0,
+                        "seed": 0}
     xl = registry.method("acp", preset="xl", heads="4", dropout="0.1", memory="false").resolved(toy)
     assert (xl["d"], xl["d_memory"], xl["gamma"], xl["heads"], xl["dropout"], xl["memory"]) == (1024, 128, 1.0, 4, 0.1, False)
     with pytest.raises(ValueError, match="acp.preset"):
