@@ -74,7 +74,7 @@ def build_table(records: list[dict], with_paper: bool = False) -> PaperTable:
         label = dataset_label(first, several=len({k[1] for k in keys if k[0] == key[0]}) > 1)
         shared = _shared_seconds(first)
         if shared is not None:
-            notes.append(f"{label}: shared steps (exact kNN graph, query-gallery distances) {shared:.1f} s, "
+            notes.append(f"{label}: shared steps ({_graph_named(first)}, query-gallery distances) {shared:.1f} s, "
                          "done once for every method and not in the time row")
         for method, trials in group.items():
             training = _first(trials).get("training")
@@ -104,6 +104,16 @@ def _default_cells(records: list[dict]) -> pd.DataFrame:
     """The newest record of each cell at default parameters (records.frame: trials in order within a cell)."""
     cells = newest(records_frame(records))
     return cells[[record.get("overrides", {}) == {} for record in cells["record"]]]
+
+
+def _graph_named(record: dict) -> str:
+    """"exact kNN graph", or the approximate one's backend, parameters and measured recall."""
+    knn = record.get("knn") or {"backend": "exact"}
+    if knn["backend"] == "exact":
+        return "exact kNN graph"
+    params = ", ".join(f"{name} {value}" for name, value in knn.get("params", {}).items() if name != "recall_rows")
+    recall = record.get("knn_recall")
+    return f"{knn['backend']} kNN graph ({params}" + ("" if recall is None else f"; recall@K {recall:.4f}") + ")"
 
 
 def _first(trials: pd.DataFrame) -> dict:

@@ -121,6 +121,16 @@ def test_latex_is_balanced_escaped_and_coloured():
     assert text.count("\\begin{") == text.count("\\end{")
 
 
+def test_the_shared_steps_note_names_the_graph_the_records_used():
+    exact = build_table(table_records()[:2])
+    assert exact.notes[0] == ("MSMT17 (twin): shared steps (exact kNN graph, query-gallery distances) 5.0 s, "
+                              "done once for every method and not in the time row")
+    hnsw = [{**r, "knn": {"backend": "hnsw", "params": {"M": 32, "efSearch": 64, "recall_rows": 2000}},
+             "knn_recall": 0.80559} for r in table_records()[:2]]
+    assert build_table(hnsw).notes[0].startswith("MSMT17 (twin): shared steps (hnsw kNN graph (M 32, efSearch 64; "
+                                                 "recall@K 0.8056), query-gallery distances) 5.0 s")
+
+
 def test_markdown_has_every_row_and_the_notes():
     text = to_markdown(build_table(table_records()))
     assert "| MSMT17 (twin) | CMC@1 | 73.00 | **80.00** | **80.00** | _78.00_ | -[2] |" in text
