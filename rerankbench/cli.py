@@ -157,6 +157,20 @@ def main(argv: list[str] | None = None) -> int:
                            "a comma list, or 'none' (default ivf,hnsw)")
     knn_bench.add_argument("--output", default="results/benchmarks")
 
+    sweep = commands.add_parser("ann-sweep", help="an approximate kNN graph's recall@K against its time over the "
+                                "values of efSearch (hnsw) or nprobe (ivf), one index (writes results/benchmarks/)")
+    sweep.add_argument("--dataset", default="veriwild_large")
+    sweep.add_argument("--scale", type=float, default=1.0)
+    sweep.add_argument("--k", type=int, default=100)
+    sweep.add_argument("--backend", default="hnsw", help="hnsw (sweeps efSearch) or ivf (sweeps nprobe)")
+    sweep.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="another parameter of the index, e.g. M=48 (repeatable)")
+    sweep.add_argument("--values", default="64,128,256,512,1024", help="the swept setting's values, a comma list")
+    sweep.add_argument("--sample", type=int, default=2000, help="seeded rows searched per value (default 2000)")
+    sweep.add_argument("--no-screened", action="store_true", help="time the plain exact graph only")
+    sweep.add_argument("--note", default="", help="a remark for the report, e.g. on other load on the machine")
+    sweep.add_argument("--output", default="results/benchmarks")
+
     acp_bench = commands.add_parser("acp-benchmark", help="ACP's training and re-ranking time against the budgets "
                                     "(writes results/benchmarks/)")
     acp_bench.add_argument("--dataset", default="msmt17")
@@ -204,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                     "plot": _plot, "report": _report, "export": _export, "calibrate": _calibrate, "benchmark": _benchmark,
                     "extraction-benchmark": _extraction_benchmark, "compare-reference": _compare_reference,
                     "train": _train, "model-figures": _model_figures, "acp-benchmark": _acp_benchmark,
-                    "knn-benchmark": _knn_benchmark, "gpu-check": _gpu_check}
+                    "knn-benchmark": _knn_benchmark, "ann-sweep": _ann_sweep, "gpu-check": _gpu_check}
         return commands[args.command](args)
     except (ValueError, OSError) as error:  # FeatureError, StoreError, DamagedFile are ValueErrors
         print(f"error: {_one_line(error)}", file=sys.stderr)
@@ -460,6 +474,17 @@ def _knn_benchmark(args) -> int:
     from .benchmarks.knn_graphs import FAISS_BACKENDS, run
     backends = FAISS_BACKENDS if args.backends is None else tuple(b for b in args.backends.split(",") if b not in ("", "none"))
     run(args.dataset, args.scale, args.k, args.rows, backends, note=args.note, output=args.output)
+    return 0
+
+
+def _ann_sweep(args) -> int:
+    from .benchmarks.ann_sweep import run
+    try:
+        values = [int(v) for v in args.values.split(",") if v]
+    except ValueError:
+        raise ValueError(f"--values takes whole numbers separated by commas, got {args.values!r}") from None
+    run(args.dataset, args.backend, values, args.param, args.scale, args.k, args.sample, not args.no_screened,
+        note=args.note, output=args.output)
     return 0
 
 

@@ -197,13 +197,7 @@ def faiss_graph(features: torch.Tensor, k: int, backend: str, params: dict, show
         lowest[lo:lo + len(block)] = -index.search(-block, 1)[0][:, 0]
     del index
     rows = torch.arange(total, device=device)
-    found_t = torch.as_tensor(found, device=device)
-    found_t = torch.where(found_t == rows[:, None], -1, found_t)  # itself: put first below
-    s = _row_products(features, found_t)
-    s = torch.where(found_t < 0, -math.inf, s)
-    values, candidates = _stable_order(s, found_t)
-    values = torch.cat([torch.ones(total, 1, device=device), values[:, :k - 1]], 1)
-    candidates = torch.cat([rows[:, None], candidates[:, :k - 1]], 1)
+    values, candidates = ordered_neighbours(features, rows, torch.as_tensor(found, device=device), k)
     missing = candidates < 0  # faiss found fewer than K (an IVF with too few lists probed)
     if missing.any():
         raise ValueError(f"the {backend} index found fewer than {k} neighbours for {int(missing.any(1).sum())} rows; "
@@ -215,19 +209,38 @@ def faiss_graph(features: torch.Tensor, k: int, backend: str, params: dict, show
     return KnnGraph(candidates.cpu().numpy(), distance.cpu().numpy(), farthest)
 
 
-def _row_products(features: torch.Tensor, columns: torch.Tensor, piece: int = 4096) -> torch.Tensor:
-    """x_i . x_columns[i, j] in fp32 for every row i (a column of -1 gives 0)."""
+def ordered_neighbours(features: torch.Tensor, rows: torch.Tensor, found: torch.Tensor, k: int) -> tuple:
+    """(similarities, columns) of `rows`' first k neighbours from the K + 1 candidates faiss `found`
+    for them (-1 where it found none), in the exact graph's conventions: the row itself first, then
+    the others by (fp32 similarity desc, index asc); a column of -1 stays where too few were found."""
+    found = torch.where(found == rows[:, None], -1, found)  # itself: put first below
+    s = torch.where(found < 0, -math.inf, _row_products(features, rows, found))
+    values, candidates = _stable_order(s, found)
+    values = torch.cat([torch.ones(len(rows), 1, device=features.device), values[:, :k - 1]], 1)
+    return values, torch.cat([rows[:, None], candidates[:, :k - 1]], 1)
+
+
+def _row_products(features: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor, piece: int = 4096) -> torch.Tensor:
+    """x_rows[i] . x_columns[i, j] in fp32 for every i (a column of -1 gives 0)."""
     out = torch.zeros(columns.shape, dtype=features.dtype, device=features.device)
     for lo in range(0, len(columns), piece):
         cols = columns[lo:lo + piece]
-        out[lo:lo + piece] = torch.einsum("bd,bkd->bk", features[lo:lo + piece], features[cols.clamp(min=0)])
+        out[lo:lo + piece] = torch.einsum("bd,bkd->bk", features[rows[lo:lo + piece]], features[cols.clamp(min=0)])
     return out
+
+
+def recall_rows(total: int, sample_rows: int, seed: int = 0) -> np.ndarray:
+    """The seeded sample of rows (sorted) that recall@K is measured on."""
+    return np.sort(np.random.default_rng(seed).choice(total, min(sample_rows, total), replace=False))
 
 
 def recall_at_k(features: torch.Tensor, graph: KnnGraph, sample_rows: int, seed: int = 0) -> float:
     """recall@K = mean over a seeded sample of rows of |approx kNN(i, K) & exact kNN(i, K)| / K."""
-    total, k = len(features), graph.k
-    rows = np.sort(np.random.default_rng(seed).choice(total, min(sample_rows, total), replace=False))
-    exact, _, _ = nearest_among(features, rows, np.arange(total), k)
-    hits = [len(np.intersect1d(graph.indices[r], e)) for r, e in zip(rows, exact)]
-    return float(np.mean(hits) / k)
+    rows = recall_rows(len(features), sample_rows, seed)
+    exact, _, _ = nearest_among(features, rows, np.arange(len(features)), graph.k)
+    return overlap(graph.indices[rows], exact)
+
+
+def overlap(found: np.ndarray, exact: np.ndarray) -> float:
+    """Mean over rows of |found row & exact row| / K (K = exact's width)."""
+    return float(np.mean([len(np.intersect1d(f, e)) for f, e in zip(found, exact)]) / exact.shape[1])
