@@ -21,7 +21,11 @@ training image (the paper's epoch) on real data and 3,000 x scale on a twin (a b
 and ACP-Basic trains on the full MSMT17 twin in about 8); `seed` seeds it. `validation` (default
 0: off) holds that share of the training identities out and keeps the epoch that scores their
 test-like kNN(k1) sequences best (AUC of s; rerankbench/acp/validation.py); the record carries
-the curve, the cosine's AUC beside it, and the chosen epoch.
+the curve, the cosine's AUC beside it, and the chosen epoch. `sequences` paper | knn | mixed
+picks the training sequences (the paper's draw, the default; test-like kNN(l1); the two by
+turns), recorded with the result. `relations` (default off: the paper's model) gives the
+network each neighbour's cosines to the probe and to the sequence beside its features
+(rerankbench/acp/config.py; issue 16's guard against memorising identities).
 
 Gallery context (--context gallery): the same model and eq. 1 over the gallery context's kNN
 graph: a gallery row's sequence is its k1 nearest gallery rows, a query's is itself, then its
@@ -34,7 +38,7 @@ import dataclasses
 
 import torch
 
-from rerankbench.acp.config import ARCHITECTURE, MODULES, PRESETS, AcpConfig
+from rerankbench.acp.config import ARCHITECTURE, GUARDS, MODULES, PRESETS, AcpConfig
 from rerankbench.acp.training import TrainingSettings, checkpoint_folder, model_inputs, model_name, train
 from rerankbench.engine.distances import FeatureDistances
 from rerankbench.engine.expansion import expand
@@ -43,6 +47,7 @@ from rerankbench.engine.reranker import COUNT, DATA_DEPENDENT, NEIGHBOURHOOD, NO
 AUTO, FROM_PRESET = "auto", "preset"
 XL_TRAIN_IMAGES = 100_000  # the paper's Basic datasets train on <= 37,778 images, its XL ones on >= 113,346
 TWIN_EPOCH_SIZE = 3_000  # probes per epoch on a full-size twin
+SEQUENCES = ("paper", "knn", "mixed")  # the training sequences (rerankbench/acp/training.py)
 SEQUENCES_PER_PASS = 32  # through the network at once when re-ranking: the activations stay in cache (fastest on CPU)
 
 
@@ -52,7 +57,8 @@ class AttentionCorrelationPredictor(Reranker):
     needs_train = True
     defaults = {"k1": DATA_DEPENDENT, "k2": 6, "preset": AUTO,
                 **{name: FROM_PRESET for name in ARCHITECTURE}, **{name: True for name in MODULES},
-                "epochs": TrainingSettings.epochs, "epoch_size": AUTO, "validation": 0.0, "seed": 0}
+                **{name: False for name in GUARDS}, "epochs": TrainingSettings.epochs, "epoch_size": AUTO,
+                "sequences": TrainingSettings.sequences, "validation": 0.0, "seed": 0}
     ranges = {"k1": NEIGHBOURHOOD, "k2": NEIGHBOURHOOD, "layers": COUNT, "slots": COUNT, "heads": COUNT,
               "d_memory": COUNT, "d": COUNT, "dropout": Range(0, 1, open_high=True), "gamma": NON_NEGATIVE,
               "epochs": COUNT, "epoch_size": COUNT, "validation": Range(0, 1), "seed": Range(0, whole=True)}
@@ -70,6 +76,8 @@ class AttentionCorrelationPredictor(Reranker):
         for name in ARCHITECTURE:
             if params[name] == FROM_PRESET:
                 params[name] = getattr(preset, name)
+        if params["sequences"] not in SEQUENCES:
+            raise ValueError(f"parameter acp.sequences must be one of {', '.join(SEQUENCES)}, got {params['sequences']!r}")
         if params["epoch_size"] == AUTO:
             scale = fs.source.get("scale", 1.0) if fs.synthetic else None
             params["epoch_size"] = len(fs.train) if scale is None else min(len(fs.train), round(TWIN_EPOCH_SIZE * scale))
@@ -79,9 +87,10 @@ class AttentionCorrelationPredictor(Reranker):
     def recipe(self, fs) -> tuple[AcpConfig, TrainingSettings, int]:
         """The model's configuration, the training settings and the training seed on `fs`."""
         params = self.resolved(fs)
-        config = AcpConfig(**{name: params[name] for name in (*ARCHITECTURE, *MODULES)})
+        config = AcpConfig(**{name: params[name] for name in (*ARCHITECTURE, *MODULES, *GUARDS)})
         settings = TrainingSettings(epochs=params["epochs"], epoch_size=params["epoch_size"],
-                                    validation=params["validation"], validation_length=params["k1"])
+                                    sequences=params["sequences"], validation=params["validation"],
+                                    validation_length=params["k1"])
         return config, settings, params["seed"]
 
     @classmethod
@@ -127,6 +136,7 @@ class AttentionCorrelationPredictor(Reranker):
             fused = torch.cat([model.embed(block.to(shared.device)) for block in inputs.split(8192)])
 
             def correlations(neighbours, _):
-                return torch.cat([torch.sigmoid(model.correlate(fused[part], params["k2"]))
+                return torch.cat([torch.sigmoid(model.correlate(fused[part], params["k2"],
+                                                                model.relations_of(shared.features[part])))
                                   for part in neighbours.split(SEQUENCES_PER_PASS)])
             return FeatureDistances(expand(shared.features, shared.knn_graph(k1), k1, correlations))

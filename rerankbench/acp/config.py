@@ -8,13 +8,20 @@ Where the paper is silent (recorded with every checkpoint):
 - gamma_j of eq. (2) is a per-channel vector (eq. 2's element-wise product), mu of eq. (9) one
   scalar, initialised to 1 and sqrt(d_m).
 These choices reproduce Table III's parameter counts: 4.61 M (Basic) and 62.48 M (XL).
+
+Beyond the paper, off by default (issue 16: a model that learns how neighbours relate to the
+probe, not who the training identities are): `relations` adds to each image's fused feature a
+linear map of two numbers, its cosine to the probe and its mean cosine to the sequence's other
+images (model.relations). A config with it off is the paper's model, named as before (recipe).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 ARCHITECTURE = ("layers", "slots", "heads", "d_memory", "d", "dropout", "gamma")  # Table II's settings
 MODULES = ("fusion", "encoder", "memory", "refinement")  # Table VII's switches
+GUARDS = ("relations",)  # our additions against memorising identities, off in the paper's model
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,11 @@ class AcpConfig:
     encoder: bool = True  # off: the fused features go straight to the memory (Exp-D, F)
     memory: bool = True  # off: the BaseEncoder's output goes to the classifier (Exp-A, B)
     refinement: bool = True  # off: the initialised memory is used as it is (Exp-C)
+    relations: bool = False  # on: each image's cosines to the probe and to the sequence go in beside its features
+
+    def recipe(self) -> dict:
+        """What names a model: every setting, the guards only where on (a paper model keeps its name)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in GUARDS or v}
 
 
 ACP_BASIC = AcpConfig()

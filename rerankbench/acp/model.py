@@ -4,7 +4,9 @@ Input: x (B, L, sum(block_dims)), a sequence of L images per row, the probe firs
 neighbours in rank order; each image's pooled blocks side by side, C5 last (ResNet-50:
 C3 512, C4 1024, C5 2048). Features with C5 alone (block_dims = (2048,), e.g. the twins) go
 through the same fusion as one normalised block, which is what switching fusion off does.
-Output: logits (B, L); the correlations s = sigmoid(logits) (eq. 11).
+Output: logits (B, L); the correlations s = sigmoid(logits) (eq. 11). With `relations` on (not
+in the paper; config.py), each image's cosines to the probe and to the rest of its sequence
+(relations) enter through a linear map added to its fused feature, before the BaseEncoder.
 """
 from __future__ import annotations
 
@@ -15,6 +17,15 @@ from torch import nn
 
 from .attention import MultiHeadAttention, TransformerLayer
 from .config import AcpConfig
+
+
+def relations(c5: torch.Tensor) -> torch.Tensor:
+    """(B, L, 2) of a sequence's C5 features (B, L, D): for each image i, cos(x_i, x_1) (x_1 the
+    probe, so 1 for itself) and the mean of cos(x_i, x_j) over the sequence's other images j."""
+    unit = nn.functional.normalize(c5, dim=-1)
+    gram = unit @ unit.transpose(1, 2)
+    others = (gram.sum(-1) - gram.diagonal(dim1=1, dim2=2)) / max(gram.shape[-1] - 1, 1)
+    return torch.stack([gram[..., 0], others], -1)
 
 
 class MultiBlockFusion(nn.Module):
@@ -82,11 +93,16 @@ class AcpModel(nn.Module):
             self.memory = MemoryInitialisation(d, config.d_memory, config.slots)
             self.refinement = TransformerLayer(d, config.heads, ffn_width) if config.refinement else None
             self.reconstruction = MultiHeadAttention(d, config.heads)
+        self.relate = nn.Linear(2, d) if config.relations else None
         self.classifier = nn.Linear(d, 1)
 
     def forward(self, x: torch.Tensor, refine_length: int) -> torch.Tensor:
         """x (B, L, sum(block_dims)) -> logits (B, L); refine_length = k2 (l2 in training)."""
-        return self.correlate(self.embed(x), refine_length)
+        return self.correlate(self.embed(x), refine_length, self.relations_of(x[..., -self.block_dims[-1]:]))
+
+    def relations_of(self, c5: torch.Tensor) -> torch.Tensor | None:
+        """relations(c5) where the model takes them, else None (nothing computed)."""
+        return relations(c5) if self.relate is not None else None
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The fusion of each image alone: x (..., sum(block_dims)) -> (..., d). In eval mode it
@@ -95,8 +111,10 @@ class AcpModel(nn.Module):
             x = x[..., -self.block_dims[-1]:]
         return self.fusion(x)
 
-    def correlate(self, z: torch.Tensor, refine_length: int) -> torch.Tensor:
-        """Fused sequences z (B, L, d) -> logits (B, L)."""
+    def correlate(self, z: torch.Tensor, refine_length: int, related: torch.Tensor | None = None) -> torch.Tensor:
+        """Fused sequences z (B, L, d), and their relations (B, L, 2) where the model takes them -> logits (B, L)."""
+        if self.relate is not None:
+            z = z + self.relate(related)
         for layer in self.encoder:
             z = layer(z)
         if self.config.memory:

@@ -7,6 +7,10 @@ m correct matches and the first F false ones, kept in rank order so that the fir
 refinement sequence. Labels: 1 where an image has the probe's identity (the probe's own is 1).
 The paper leaves l1, l2 and F open: we take l1 = 25 (Table VII's k1), F = l1 - 1 and
 l2 = 6 (the test k2); see TrainingSettings.
+
+Not in the paper (issue 16): `nearest` gives the sequence a probe has at test time, its first
+l1 neighbours in rank order (kNN(k1) with k1 = l1), so that training can see test-like
+sequences (TrainingSettings.sequences), whose share of true matches is the data's, not the draw's.
 """
 from __future__ import annotations
 
@@ -49,3 +53,9 @@ class SequencePool:
         ranks = np.concatenate([np.zeros((len(probes), 1), np.int64), drawn], axis=1)
         return (np.take_along_axis(self.neighbours[probes], ranks, axis=1),
                 np.take_along_axis(matches, ranks, axis=1))
+
+    def nearest(self, probes: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows (B, length), labels (B, length)): each probe and its first length - 1 neighbours."""
+        if length > self.neighbours.shape[1]:
+            raise ValueError(f"sequences of {length} images need K >= {length}, the pool holds {self.neighbours.shape[1]}")
+        return self.neighbours[probes, :length], self.matches[probes, :length]

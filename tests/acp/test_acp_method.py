@@ -49,7 +49,8 @@ def plain_acp(fs: FeatureSet, model: torch.nn.Module, k1: int, k2: int) -> np.nd
     return plain_euclidean(y[:fs.num_query], y[fs.num_query:])
 
 
-@pytest.mark.parametrize("params", [{}, {"k1": 5, "k2": 2}, {"k1": 30, "k2": 6, "refinement": "false"}])
+@pytest.mark.parametrize("params", [{}, {"k1": 5, "k2": 2}, {"k1": 30, "k2": 6, "refinement": "false"},
+                                    {"relations": "true"}])
 def test_acp_matches_eq_1_written_out(toy, params):
     method = registry.method("acp", **TINY, **params)
     shared = SharedSteps(toy)
@@ -90,8 +91,8 @@ def test_parameters_resolve_from_the_preset_and_the_train_split(toy):
     resolved = registry.method("acp").resolved(toy)
     assert resolved == {"k1": toy.default_k, "k2": 6, "preset": "basic", "layers": 3, "slots": 8, "heads": 16,
                         "d_memory": 32, "d": 256, "dropout": 0.4, "gamma": 2.0, "fusion": True, "encoder": True,
-                        "memory": True, "refinement": True, "epochs": 20, "epoch_size": 480, "validation": 0.0,
-                        "seed": 0}
+                        "memory": True, "refinement": True, "relations": False, "epochs": 20, "epoch_size": 480,
+                        "sequences": "paper", "validation": 0.0, "seed": 0}
     xl = registry.method("acp", preset="xl", heads="4", dropout="0.1", memory="false").resolved(toy)
     assert (xl["d"], xl["d_memory"], xl["gamma"], xl["heads"], xl["dropout"], xl["memory"]) == (1024, 128, 1.0, 4, 0.1, False)
     with pytest.raises(ValueError, match="acp.preset"):
@@ -119,6 +120,11 @@ def test_auto_epoch_size_is_3000_x_scale_on_twins_and_every_image_on_real_data(t
 def test_no_train_split_is_a_clear_error(toy):
     with pytest.raises(ValueError, match="ACP learns from a train split, and 'toy' has none"):
         registry.method("acp").resolved(dataclasses.replace(toy, train=None))
+
+
+def test_unknown_training_sequences_are_a_clear_error(toy):
+    with pytest.raises(ValueError, match="acp.sequences must be one of paper, knn, mixed, got 'test'"):
+        registry.method("acp", sequences="test").resolved(toy)
 
 
 def _features_file(fs: FeatureSet, path):

@@ -1,4 +1,5 @@
 """ACP's network: shapes, attention directions, ablation switches, focal loss, overfitting, model figures."""
+import dataclasses
 import math
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 from rerankbench.acp.config import ACP_BASIC, AcpConfig
 from rerankbench.acp.figures import macs_per_sequence, parameter_count
 from rerankbench.acp.loss import focal_loss
-from rerankbench.acp.model import AcpModel
+from rerankbench.acp.model import AcpModel, relations
 
 BLOCKS = (6, 10, 12)  # tiny stand-ins for C3, C4, C5
 TINY = AcpConfig(layers=2, slots=3, heads=2, d_memory=4, d=8, dropout=0.0)
@@ -198,3 +199,33 @@ def test_a_linear_layer_costs_in_times_out_per_token():
 
 def test_acp_basic_has_the_papers_parameter_count():
     assert round(parameter_count(AcpModel(ACP_BASIC, (512, 1024, 2048))) / 1e6, 2) == 4.61
+
+
+def test_relations_are_each_images_cosines_to_the_probe_and_to_the_rest():
+    c5 = sequences()[..., -BLOCKS[-1]:].double()
+    unit = c5 / c5.norm(dim=-1, keepdim=True)
+    for b in range(B):
+        for i in range(L):
+            assert relations(c5)[b, i, 0].item() == pytest.approx(float(unit[b, i] @ unit[b, 0]), abs=1e-12)
+            others = [float(unit[b, i] @ unit[b, j]) for j in range(L) if j != i]
+            assert relations(c5)[b, i, 1].item() == pytest.approx(sum(others) / (L - 1), abs=1e-12)
+
+
+def test_relations_enter_beside_the_fused_features_and_only_when_on():
+    x = sequences()
+    assert tiny_model().relations_of(x) is None and not any("relate" in k for k in tiny_model().state_dict())
+    model = tiny_model(dataclasses.replace(TINY, relations=True))
+    z = model.fusion(x) + model.relate(relations(x[..., -BLOCKS[-1]:]))
+    for layer in model.encoder:
+        z = layer(z)
+    memory = model.refinement(model.memory(z)[0], z[:, :K2])
+    want = model.classifier(model.reconstruction(z, memory)[0]).squeeze(-1)
+    torch.testing.assert_close(model(x, K2), want)
+    shuffled = x.clone()
+    shuffled[:, 1:, -BLOCKS[-1]:] = x[:, 1:, -BLOCKS[-1]:].flip(1)  # the same images, other cosines to the rest: no
+    assert not torch.allclose(model(x, K2)[:, 1:].sort().values, model(shuffled, K2)[:, 1:].sort().values)
+
+
+def test_a_paper_model_keeps_its_name_and_the_guards_are_named_when_on():
+    assert TINY.recipe() == {k: v for k, v in dataclasses.asdict(TINY).items() if k != "relations"}
+    assert dataclasses.replace(TINY, relations=True).recipe() == {**TINY.recipe(), "relations": True}

@@ -38,6 +38,36 @@ def test_sequences_start_with_the_probe_and_draw_matches_and_first_false_ones(tr
     assert not labels[:, 1:].all() and labels[:, 1:].any()
 
 
+def test_test_like_sequences_are_each_probes_first_neighbours(train_split):
+    pool = SequencePool.from_split(train_split, 40)
+    knn = plain_knn(plain_normalise(train_split.features), 40)
+    rows, labels = pool.nearest(np.array([5, 0, 17]), 8)
+    assert np.array_equal(rows, knn[[5, 0, 17], :8])
+    assert np.array_equal(labels, train_split.ids[rows] == train_split.ids[[5, 0, 17], None])
+    with pytest.raises(ValueError, match="need K >= 41"):
+        pool.nearest(np.array([0]), 41)
+
+
+@pytest.mark.parametrize("sequences,test_like", [("paper", [False, False]), ("knn", [True, True]),
+                                                 ("mixed", [False, True])])
+def test_training_takes_the_sequences_asked_for_batch_by_batch(train_split, sequences, test_like, monkeypatch):
+    calls = []
+    draw, nearest = SequencePool.draw, SequencePool.nearest
+    monkeypatch.setattr(SequencePool, "draw", lambda self, *a: calls.append(False) or draw(self, *a))
+    monkeypatch.setattr(SequencePool, "nearest", lambda self, *a: calls.append(True) or nearest(self, *a))
+    train(train_split, TINY, TrainingSettings(**{**QUICK.__dict__, "epochs": 1, "epoch_size": 32,
+                                                 "sequences": sequences}), None, seed=0)
+    assert calls == test_like
+
+
+def test_the_papers_sequences_keep_the_models_name(train_split, tmp_path):
+    paper = checkpoint_folder(tmp_path, "market1501", train_split, TINY, QUICK, 0)
+    assert "sequences" not in QUICK.recipe()
+    knn = TrainingSettings(**{**QUICK.__dict__, "sequences": "knn"})
+    assert knn.recipe() == {**QUICK.recipe(), "sequences": "knn"}
+    assert checkpoint_folder(tmp_path, "market1501", train_split, TINY, knn, 0) != paper
+
+
 def test_fusion_uses_c3_and_c4_where_the_split_has_them():
     split = Split(np.ones((3, 4), np.float32), np.arange(3), blocks={"c3": np.ones((3, 2)), "c4": np.ones((3, 3))})
     assert input_blocks(split, TINY) == ("c3", "c4", "features")

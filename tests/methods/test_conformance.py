@@ -34,8 +34,8 @@ def test_registry_lists_the_methods_in_the_papers_order_with_their_defaults():
         "gnn": {"k1": nc, "k2": 7},
         "acp": {"k1": nc, "k2": 6, "preset": "auto", "layers": "preset", "slots": "preset", "heads": "preset",
                 "d_memory": "preset", "d": "preset", "dropout": "preset", "gamma": "preset", "fusion": True,
-                "encoder": True, "memory": True, "refinement": True, "epochs": 20, "epoch_size": "auto", "validation": 0.0,
-                "seed": 0},
+                "encoder": True, "memory": True, "refinement": True, "relations": False, "epochs": 20,
+                "epoch_size": "auto", "sequences": "paper", "validation": 0.0, "seed": 0},
     }
 
 
