@@ -21,7 +21,10 @@ training image (the paper's epoch) on real data and 3,000 x scale on a twin (a b
 and ACP-Basic trains on the full MSMT17 twin in about 8); `seed` seeds it. `validation` (default
 0: off) holds that share of the training identities out and keeps the epoch that scores their
 test-like kNN(k1) sequences best (AUC of s; rerankbench/acp/validation.py); the record carries
-the curve, the cosine's AUC beside it, and the chosen epoch. `sequences` paper | knn | mixed
+the curve, the cosine's AUC beside it, and the chosen epoch. Every record also carries
+`test_separation`: the AUC of s and of the cosine and the mean s of true and false neighbours
+over 1,000 queries' test sequences (labelled by the test identities, after the timed re-ranking;
+not in the gallery context). `sequences` paper | knn | mixed
 picks the training sequences (the paper's draw, the default; test-like kNN(l1); the two by
 turns), recorded with the result. `relations` (default off: the paper's model) gives the
 network each neighbour's cosines to the probe and to the sequence beside its features
@@ -36,10 +39,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 
 from rerankbench.acp.config import ARCHITECTURE, GUARDS, MODULES, PRESETS, AcpConfig
 from rerankbench.acp.training import TrainingSettings, checkpoint_folder, model_inputs, model_name, train
+from rerankbench.acp.validation import ValidationSequences
 from rerankbench.engine.distances import FeatureDistances
 from rerankbench.engine.expansion import expand
 from rerankbench.engine.reranker import COUNT, DATA_DEPENDENT, NEIGHBOURHOOD, NON_NEGATIVE, Range, Reranker
@@ -48,6 +53,7 @@ AUTO, FROM_PRESET = "auto", "preset"
 XL_TRAIN_IMAGES = 100_000  # the paper's Basic datasets train on <= 37,778 images, its XL ones on >= 113,346
 TWIN_EPOCH_SIZE = 3_000  # probes per epoch on a full-size twin
 SEQUENCES = ("paper", "knn", "mixed")  # the training sequences (rerankbench/acp/training.py)
+SEPARATION_QUERIES = 1_000  # queries whose test sequences the record's test_separation scores
 SEQUENCES_PER_PASS = 32  # through the network at once when re-ranking: the activations stay in cache (fastest on CPU)
 
 
@@ -122,10 +128,30 @@ class AttentionCorrelationPredictor(Reranker):
         return shared.learned(f"acp-{model_name(family, fs.train, config, settings, seed)}", make)
 
     def details(self, shared):
-        """The record's account of the model: its checkpoint, training time and losses, config and settings."""
+        """The record's account of the model: its checkpoint, training time and losses, config and
+        settings; and, over X as a whole, how s separates the queries' test sequences (separation)."""
         trained = self.trained(shared)
-        return {"training": next(step for label, step in shared.timings.items()
-                                 if shared.models.get(label) is trained)}
+        described = {"training": next(step for label, step in shared.timings.items()
+                                      if shared.models.get(label) is trained)}
+        if shared.gallery is None:
+            described["test_separation"] = self.separation(shared, trained)
+        return described
+
+    def separation(self, shared, trained) -> dict:
+        """AUC of s and of the cosine, and the mean s of true and false neighbours, over the kNN(k1)
+        sequences that up to 1,000 seeded queries have when re-ranked (itself first, then its k1 - 1
+        nearest rows of X), labelled by the test split's identities: issue 16's separation check,
+        computed after the timed re-ranking (rerankbench/acp/validation.py)."""
+        params, fs = self.resolved(shared.fs), shared.fs
+        queries = np.sort(np.random.default_rng(params["seed"]).permutation(fs.num_query)[:SEPARATION_QUERIES])
+        rows = shared.knn_graph(params["k1"]).indices[queries, :params["k1"]].astype(np.int64)
+        ids = np.concatenate([fs.query.ids, fs.gallery.ids])
+        x = shared.features
+        cosines = torch.einsum("pd,pld->pl", x[torch.as_tensor(queries, device=x.device)],
+                               x[torch.as_tensor(rows, device=x.device)]).cpu().numpy()
+        sequences = ValidationSequences(rows, ids[rows] == ids[rows[:, :1]], cosines)
+        inputs = torch.as_tensor(model_inputs([fs.query, fs.gallery], trained.blocks), device=shared.device)
+        return sequences.separation(trained.model, inputs, params["k2"])
 
     def rerank(self, shared):
         params = self.resolved(shared.fs)

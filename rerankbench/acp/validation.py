@@ -73,8 +73,21 @@ class ValidationSequences:
     def cosine_auc(self) -> float | None:
         return pair_auc(self.cosines[:, 1:], self.labels[:, 1:])
 
-    def model_auc(self, model, inputs: torch.Tensor, refine_length: int, batch: int = 256) -> float | None:
-        """AUC of the model's s (its logits order the pairs alike) in eval mode; the mode is restored."""
+    def model_auc(self, model, inputs: torch.Tensor, refine_length: int) -> float | None:
+        """AUC of the model's s (its logits order the pairs alike)."""
+        return pair_auc(self._logits(model, inputs, refine_length)[:, 1:], self.labels[:, 1:])
+
+    def separation(self, model, inputs: torch.Tensor, refine_length: int) -> dict:
+        """AUC of s and of the cosine, and the mean s of the true and of the false neighbours
+        (probe excluded): how far apart eq. 1's weights are, not only how they are ordered."""
+        s = 1 / (1 + np.exp(-self._logits(model, inputs, refine_length)[:, 1:].astype(np.float64)))
+        labels = self.labels[:, 1:]
+        return {"auc": pair_auc(s, labels), "cosine_auc": self.cosine_auc(), "sequences": len(self.rows),
+                "s_true": float(s[labels].mean()) if labels.any() else None,
+                "s_false": float(s[~labels].mean()) if (~labels).any() else None}
+
+    def _logits(self, model, inputs: torch.Tensor, refine_length: int, batch: int = 256) -> np.ndarray:
+        """The model's logits of every sequence, in eval mode (the mode is restored)."""
         was_training = model.training
         model.eval()
         with torch.no_grad():
@@ -82,4 +95,4 @@ class ValidationSequences:
             logits = torch.cat([model(inputs[part], min(refine_length, self.rows.shape[1]))
                                 for part in rows.split(batch)]).cpu().numpy()
         model.train(was_training)
-        return pair_auc(logits[:, 1:], self.labels[:, 1:])
+        return logits

@@ -64,6 +64,32 @@ def test_acp_matches_eq_1_written_out(toy, params):
 
 
 
+def test_test_separation_counts_the_queries_sequences_pair_by_pair(toy):
+    """AUC by a plain count of (true, false) pairs, ties 1/2, over each query's kNN(k1) sequence,
+    probe excluded; the mean s of the true and the false neighbours."""
+    method = registry.method("acp", **TINY, k1=6, k2=3)
+    shared = SharedSteps(toy)
+    got = method.details(shared)["test_separation"]
+    model = method.trained(shared).model
+    raw = np.concatenate([toy.query.features, toy.gallery.features])
+    ids = np.concatenate([toy.query.ids, toy.gallery.ids])
+    x = plain_normalise(raw)
+    rows = plain_knn(x, 6)[:toy.num_query]
+    with torch.no_grad():
+        s = torch.sigmoid(model(torch.tensor(raw[rows]), 3)).double().numpy()[:, 1:]
+    cos = np.einsum("qd,qld->ql", x[:toy.num_query], x[rows])[:, 1:]
+    labels = ids[rows[:, 1:]] == ids[:toy.num_query, None]
+
+    def plain_auc(scores):
+        true, false = scores[labels], scores[~labels]
+        return np.mean([(t > f) + 0.5 * (t == f) for t in true for f in false])
+    assert got["sequences"] == toy.num_query
+    assert got["auc"] == pytest.approx(plain_auc(s), abs=1e-9)
+    assert got["cosine_auc"] == pytest.approx(plain_auc(cos), abs=1e-9)
+    assert got["s_true"] == pytest.approx(s[labels].mean(), abs=1e-6)
+    assert got["s_false"] == pytest.approx(s[~labels].mean(), abs=1e-6)
+
+
 def test_k2_beyond_k1_is_recorded_as_what_runs(toy):
     """The refinement reads the first k2 of a k1-long sequence: with k1 = 3 a k2 of 6 reads 3."""
     method = registry.method("acp", **TINY, k1=3, k2=6)
