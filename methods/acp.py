@@ -149,9 +149,11 @@ class AttentionCorrelationPredictor(Reranker):
         x = shared.features
         cosines = torch.einsum("pd,pld->pl", x[torch.as_tensor(queries, device=x.device)],
                                x[torch.as_tensor(rows, device=x.device)]).cpu().numpy()
-        sequences = ValidationSequences(rows, ids[rows] == ids[rows[:, :1]], cosines)
-        inputs = torch.as_tensor(model_inputs([fs.query, fs.gallery], trained.blocks), device=shared.device)
-        return sequences.separation(trained.model, inputs, params["k2"])
+        used = np.unique(rows)  # only these rows' inputs (model_inputs scales each row alone)
+        inputs = model_inputs([fs.query.take(used[used < fs.num_query]),
+                               fs.gallery.take(used[used >= fs.num_query] - fs.num_query)], trained.blocks)
+        sequences = ValidationSequences(np.searchsorted(used, rows), ids[rows] == ids[rows[:, :1]], cosines)
+        return sequences.separation(trained.model, torch.as_tensor(inputs, device=shared.device), params["k2"])
 
     def rerank(self, shared):
         params = self.resolved(shared.fs)
