@@ -24,9 +24,8 @@ test-like kNN(k1) sequences best (AUC of s; rerankbench/acp/validation.py); the 
 the curve, the cosine's AUC beside it, and the chosen epoch. Every record also carries
 `test_separation`: the AUC of s and of the cosine and the mean s of true and false neighbours
 over 1,000 queries' test sequences (labelled by the test identities, after the timed re-ranking;
-not in the gallery context). `sequences` paper | knn | mixed
-picks the training sequences (the paper's draw, the default; test-like kNN(l1); the two by
-turns), recorded with the result. `relations` (default off: the paper's model) gives the
+not in the gallery context). `sequences` paper | knn | mixed picks the training sequences (the
+paper's draw, the default; test-like kNN(l1); the two by turns), recorded with the result. `relations` (default off: the paper's model) gives the
 network each neighbour's cosines to the probe and to the sequence beside its features
 (rerankbench/acp/config.py; issue 16's guard against memorising identities).
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.special import expit
 from scipy.stats import rankdata
 
 from ..engine.neighbours import build_knn_graph
@@ -50,7 +51,9 @@ def pair_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
 
 @dataclass(frozen=True)
 class ValidationSequences:
-    """rows (P, k1) into the train split, probe first; labels (P, k1); cosines (P, k1) to the probe."""
+    """rows (P, k1) into the model's inputs, probe first; labels (P, k1); cosines (P, k1) to the
+    probe. `draw` makes them from held-out training identities; the acp method makes the test
+    split's (methods/acp.py, separation)."""
 
     rows: np.ndarray
     labels: np.ndarray
@@ -80,7 +83,7 @@ class ValidationSequences:
     def separation(self, model, inputs: torch.Tensor, refine_length: int) -> dict:
         """AUC of s and of the cosine, and the mean s of the true and of the false neighbours
         (probe excluded): how far apart eq. 1's weights are, not only how they are ordered."""
-        s = 1 / (1 + np.exp(-self._logits(model, inputs, refine_length)[:, 1:].astype(np.float64)))
+        s = expit(self._logits(model, inputs, refine_length)[:, 1:].astype(np.float64))
         labels = self.labels[:, 1:]
         return {"auc": pair_auc(s, labels), "cosine_auc": self.cosine_auc(), "sequences": len(self.rows),
                 "s_true": float(s[labels].mean()) if labels.any() else None,
