@@ -124,19 +124,26 @@ def main(argv: list[str] | None = None) -> int:
                            help="with --check: the record set holding the k1 sweeps (default results/sweeps)")
     calibrate.add_argument("--fit-table", action="store_true", help="fit each twin to the paper's whole table (the "
                            "fitted methods' cells and k1 curves) and store the fit in --fits, not adopted")
-    calibrate.add_argument("--scale", type=float, default=0.1, help="with --fit-table or --ablate: the twins' scale (default 0.1)")
+    calibrate.add_argument("--fit-train", action="store_true", help="fit the train split of each twin's family to the "
+                           "paper's Table VI (the baseline on the training set), from the test set's model; stored in "
+                           "--fits as <family>/train, not adopted")
+    calibrate.add_argument("--scale", type=float, default=0.1, help="with --fit-table, --fit-train or --ablate: the "
+                           "twins' scale (default 0.1)")
     calibrate.add_argument("--search", choices=("evolution", "nelder-mead"), default="evolution",
-                           help="with --fit-table: differential evolution then Nelder-Mead, or Nelder-Mead alone")
-    calibrate.add_argument("--evaluations", type=int, default=400, help="with --fit-table: twins made in all")
-    calibrate.add_argument("--terms", help="with --fit-table: the model's terms to fit, a comma list (default: every "
-                           "continuous term: noise, view_share, ..., hard_signal)")
+                           help="with --fit-table or --fit-train: differential evolution then Nelder-Mead, or Nelder-Mead alone")
+    calibrate.add_argument("--evaluations", type=int, default=400, help="with --fit-table or --fit-train: twins made in all")
+    calibrate.add_argument("--terms", help="with --fit-table or --fit-train: the model's terms to fit, a comma list "
+                           "(default: every continuous term: noise, view_share, ..., hard_signal; with --fit-train: "
+                           "noise, view_share, group_similarity, nuisance)")
     calibrate.add_argument("--start", default="registered", metavar="registered|SCALE", help="with --fit-table or "
-                           "--ablate: start from the registered model, or from the stored fit at SCALE")
+                           "--ablate: start from the registered model, or from the stored fit at SCALE; with --fit-train: "
+                           "from the test set's model at --scale (its adopted fit where it has one), or the stored train "
+                           "fit at SCALE")
     calibrate.add_argument("--set", action="append", default=[], metavar="TERM=VALUE",
-                           help="with --fit-table or --ablate: set a term of the starting model, e.g. identity_rank=16")
+                           help="with --fit-table, --fit-train or --ablate: set a term of the starting model, e.g. identity_rank=16")
     calibrate.add_argument("--ablate", action="store_true", help="each twin's model (see --start, --set) as it is and "
                            "with one term off at a time: baseline, AQE, SCA, GNN at --scale")
-    calibrate.add_argument("--fits", metavar="FILE", help="with --fit-table or --ablate: where fits are stored (default: "
+    calibrate.add_argument("--fits", metavar="FILE", help="with --fit-table, --fit-train or --ablate: where fits are stored (default: "
                            "the package's data/twin_fits.json)")
 
     bench = commands.add_parser("benchmark", help="time the shared steps against the bare products (writes results/benchmarks/)")
@@ -448,10 +455,10 @@ def _calibrate(args) -> int:
         from .calibration.table_command import ablate
         ablate(names, args.scale, args.start, args.set, args.fits)
         return 0
-    if args.fit_table:
-        from .calibration.table_command import fit_tables
-        fit_tables(names, args.scale, args.search, args.evaluations, args.terms, args.start, args.set, args.fits,
-                   args.command_line)
+    if args.fit_table or args.fit_train:
+        from .calibration.table_command import fit_tables, fit_trains
+        fit = fit_tables if args.fit_table else fit_trains
+        fit(names, args.scale, args.search, args.evaluations, args.terms, args.start, args.set, args.fits, args.command_line)
         if not (args.fit or args.check):
             return 0
     from .calibration.report import run_calibration

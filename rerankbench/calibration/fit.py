@@ -29,6 +29,7 @@ from ..reports.paper import paper_baseline
 from ..twins.synthetic import combine
 from ..twins.twin import TwinDataset
 from .cosines import cosine_statistics
+from .train_fit import train_baseline
 
 TOLERANCE = 0.3  # points: how close a solved metric must come to its target
 VIEW_SHARE_BRACKET = (0.0, 0.85)
@@ -148,10 +149,4 @@ def check(dataset: TwinDataset, seed: int = 0) -> dict:
     from ..evaluation.protocols import evaluate_all
     fs = dataset.load(scale=1.0, seed=seed, with_train=True)
     test = evaluate_all(FeatureDistances(torch.from_numpy(fs.stacked())), fs)
-    train = fs.train
-    rows = np.random.default_rng(seed).permutation(len(train))
-    q, g = np.sort(rows[:2000]), np.sort(rows[2000:])
-    cams = (None, None) if train.cams is None else (train.cams[q], train.cams[g])
-    blocks = FeatureDistances(torch.from_numpy(np.asarray(train.features))).blocks(q, g)
-    return {"test": test, "train": summarise(score_queries(blocks, train.ids[q], train.ids[g], *cams)),
-            "cosines": cosine_statistics(fs)}
+    return {"test": test, "train": train_baseline(fs.train, seed), "cosines": cosine_statistics(fs)}

@@ -101,13 +101,14 @@ class FitResult:
 
 def fit_table(dataset: TwinDataset, scale: float, names: list[str], search: str = "evolution",
               evaluations: int = 400, seed: int = 0, start: TwinModel | None = None,
-              cells: list[Cell] | None = None, log=print) -> FitResult:
+              cells: list[Cell] | None = None, log=print, measure=None) -> FitResult:
     """The model whose twin comes nearest the cells (default: the paper's, `fitted_cells`).
 
     names: the terms of SPACE to move; start: the model to start from and keep the other
     terms of (default the dataset's). At most `evaluations` twins are made; evolution takes
     two thirds of them (a population of about 12, the starting model among it, as many
-    generations as fit) and Nelder-Mead the rest."""
+    generations as fit) and Nelder-Mead the rest. `measure(model)` gives the cells' metrics
+    of a candidate (default: `twin_metrics` on the test split; train_fit.py measures the train split)."""
     unknown = [n for n in names if n not in SPACE]
     if unknown:
         raise ValueError(f"cannot fit {', '.join(unknown)}: the fitted terms are {', '.join(SPACE)}")
@@ -126,7 +127,7 @@ def fit_table(dataset: TwinDataset, scale: float, names: list[str], search: str 
         model = model_of(x)
         key = tuple(getattr(model, n) for n in names)
         if key not in seen:
-            metrics = twin_metrics(dataset, model, cells, scale, seed)
+            metrics = measure(model) if measure else twin_metrics(dataset, model, cells, scale, seed)
             seen[key] = (error(cells, metrics), metrics)
             log(f"  {dataset.name} {len(seen):4d}: error {seen[key][0]:9.2f}  " +
                 " ".join(f"{n}={v}" for n, v in zip(names, key)))

@@ -58,8 +58,10 @@ def identity(cell: Cell, fs: FeatureSet, conditions: Conditions) -> dict:
     instance = cell.instance()
     params = instance.resolved(fs)
     knn = conditions.knn.describe(fs.num_query + fs.num_gallery)
+    train_fit = fs.source.get("train_fit") if instance.needs_train else None
     return {"cell": cell_key(fs.fingerprint, cell.dataset, cell.method, params, cell.trial, str(conditions.device),
-                             conditions.threads, conditions.context, knn, conditions.top_l),
+                             conditions.threads, conditions.context, knn, conditions.top_l, train_fit),
+            **({"train_fit": train_fit} if train_fit else {}),
             "dataset": cell.dataset, "dataset_info": fs.describe(), "synthetic": fs.synthetic,
             "method": cell.method, "params": params, "overrides": {key: params[key] for key in instance.overrides},
             "trial": cell.trial, "seed": conditions.seed, "context": conditions.context, "knn": knn,

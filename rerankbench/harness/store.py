@@ -190,11 +190,15 @@ def failure_of(record: dict) -> str | None:
 
 
 def cell_key(dataset_fingerprint: str, dataset: str, method: str, params: dict, trial: int, device: str,
-             threads: int | None, context: str = ALL, knn: dict | None = None, top_l: int | None = None) -> str:
+             threads: int | None, context: str = ALL, knn: dict | None = None, top_l: int | None = None,
+             train_fit: str | None = None) -> str:
     """The identity of one cell of the benchmark, as stored in its record; the context is named
-    only when it is not "all", the kNN backend (its record's `knn`) only when it is not exact and
-    top_l only when set, so that a cell run before these existed keeps its key."""
+    only when it is not "all", the kNN backend (its record's `knn`) only when it is not exact,
+    top_l only when set and `train_fit` (a learned method's train split from an adopted train fit,
+    twins/fitted.py) only when there is one, so that a cell run before these existed keeps its key."""
     fields = [dataset, dataset_fingerprint, method, params, trial, device.split(":")[0], threads]
+    if train_fit is not None:
+        fields.append({"train_fit": train_fit})
     if context != ALL:
         fields.append(context)
     if knn is not None and knn.get("backend", "exact") != "exact":
@@ -210,7 +214,8 @@ def cell_key_of(record: dict) -> str:
     if fingerprint is None or "device" not in record:
         return str(record.get("cell", id(record)))
     return cell_key(fingerprint, record["dataset"], record["method"], record["params"], record.get("trial", 0),
-                    record["device"], record.get("threads"), context_of(record), record.get("knn"), record.get("top_l"))
+                    record["device"], record.get("threads"), context_of(record), record.get("knn"), record.get("top_l"),
+                    record.get("train_fit"))
 
 
 def context_of(record: dict) -> str:

@@ -11,6 +11,10 @@ its entry is adopted (`"adopted": true`), together with the record sets made on 
 a scale between two adopted fits takes each continuous term interpolated linearly in
 log(scale) (fitted at 0.1 and 1.0, a twin at 0.3 is 52% of the way); outside them, the
 nearest fit's (`adopted_model`).
+
+A dataset's train split has fits of its own, under "<family>/train" (`train_fit_name`; written by
+`calibrate --fit-train`), adopted and interpolated the same way: the train split's model fitted
+to the paper's Table VI, shared by the family's test sets.
 """
 from __future__ import annotations
 
@@ -23,6 +27,11 @@ from ..runtime.files import locked, write_text_atomic
 from .synthetic import TwinModel
 
 FITS_FILE = Path(__file__).resolve().parent.parent / "data" / "twin_fits.json"
+
+
+def train_fit_name(family: str) -> str:
+    """The key of a dataset family's train-split fits ("vehicleid/train")."""
+    return f"{family}/train"
 
 
 def read_fits(path: str | Path | None = None) -> dict[str, dict[str, dict]]:

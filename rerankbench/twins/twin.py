@@ -20,7 +20,7 @@ from ..runtime.files import folder_lock
 from ..runtime.progress import progress
 from .cache import read_split, write_split, write_split_streaming
 from .distractors import distractor_blocks
-from .fitted import adopted_model
+from .fitted import adopted_model, train_fit_name
 from .synthetic import Layout, SplitCounts, TwinModel, split_layout
 
 GENERATOR_VERSION = 1
@@ -69,7 +69,11 @@ class TwinDataset:
         source = {"kind": "synthetic", "twin_of": self.title, "scale": scale, "seed": seed,
                   "generator": GENERATOR_VERSION, "model": dataclasses.asdict(model)}
         names = ("query", "gallery", "train") if with_train else ("query", "gallery")
-        inputs = dataclasses.asdict(dataclasses.replace(self, released=None, model=model))
+        train_fit = adopted_model(train_fit_name(self.family), scale)
+        if train_fit is not None:  # names the train split in a learned method's cells (harness/cell.py)
+            source["train_fit"] = _key(dataclasses.asdict(train_fit))
+        inputs = dataclasses.asdict(dataclasses.replace(self, released=None, model=model,
+                                                        train_model=train_fit or self.train_model))
         for name in ("released", "extra_distractors", "twin_of", "in_all"):
             del inputs[name]  # not inputs of this twin (its distractors are added above), so its cache keys stay
         key = _key({**inputs, "scale": scale, "seed": seed, "dim": dim, "generator": GENERATOR_VERSION})
@@ -90,6 +94,13 @@ class TwinDataset:
         """The generative model of the twin at `scale`: from its adopted fits where it has any
         (twins/fitted.py), else the registered one."""
         return adopted_model(self.name, scale) or self.model
+
+    def train_model_at(self, scale: float, model: TwinModel | None = None) -> TwinModel:
+        """The model of the family's train split at `scale`: its adopted train fits (Table VI) where
+        it has any, else the registered train model, else the test model `model` made easier
+        (`TwinModel.for_train`)."""
+        return (adopted_model(train_fit_name(self.family), scale) or self.train_model
+                or (model or self.model_at(scale)).for_train())
 
     @property
     def family(self) -> str:
@@ -156,11 +167,14 @@ class TwinDataset:
             for split, rows in (("query", query_rows), ("gallery", gallery_rows)):
                 made[split] = Split(features[rows], test.ids[rows], None if test.cams[0] < 0 else test.cams[rows])
         if "train" in splits:
-            train = split_layout(self.train.scaled(scale), seed, f"{self.family}/train")
-            train_model = self.train_model or model.for_train()
-            made["train"] = Split(train.features(train_model, seed, dim, show_progress),
-                                  train.ids, None if train.cams[0] < 0 else train.cams)
+            made["train"] = self.train_split(scale, seed, dim, self.train_model_at(scale, model), show_progress)
         return made
+
+    def train_split(self, scale: float, seed: int, dim: int, model: TwinModel, show_progress: bool = False) -> Split:
+        """The family's train split at `scale`, generated afresh from `model` (uncached)."""
+        train = split_layout(self.train.scaled(scale), seed, f"{self.family}/train")
+        return Split(train.features(model, seed, dim, show_progress), train.ids,
+                     None if train.cams[0] < 0 else train.cams)
 
 
 def _pick_queries(ids: np.ndarray, query: SplitCounts, rng: np.random.Generator) -> np.ndarray:
