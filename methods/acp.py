@@ -27,7 +27,9 @@ over 1,000 queries' test sequences (labelled by the test identities, after the t
 not in the gallery context). `sequences` paper | knn | mixed picks the training sequences (the
 paper's draw, the default; test-like kNN(l1); the two by turns), recorded with the result. `relations` (default off: the paper's model) gives the
 network each neighbour's cosines to the probe and to the sequence beside its features
-(rerankbench/acp/config.py; issue 16's guard against memorising identities).
+(rerankbench/acp/config.py; issue 16's guard against memorising identities). `ranking` (default
+0: the paper's focal loss alone) weighs a pairwise ranking term within each sequence beside it
+(rerankbench/acp/loss.py), so that s spreads where the model can order a sequence.
 
 Gallery context (--context gallery): the same model and eq. 1 over the gallery context's kNN
 graph: a gallery row's sequence is its k1 nearest gallery rows, a query's is itself, then its
@@ -63,10 +65,11 @@ class AttentionCorrelationPredictor(Reranker):
     defaults = {"k1": DATA_DEPENDENT, "k2": 6, "preset": AUTO,
                 **{name: FROM_PRESET for name in ARCHITECTURE}, **{name: True for name in MODULES},
                 **{name: False for name in GUARDS}, "epochs": TrainingSettings.epochs, "epoch_size": AUTO,
-                "sequences": TrainingSettings.sequences, "validation": 0.0, "seed": 0}
+                "sequences": TrainingSettings.sequences, "ranking": TrainingSettings.ranking, "validation": 0.0, "seed": 0}
     ranges = {"k1": NEIGHBOURHOOD, "k2": NEIGHBOURHOOD, "layers": COUNT, "slots": COUNT, "heads": COUNT,
               "d_memory": COUNT, "d": COUNT, "dropout": Range(0, 1, open_high=True), "gamma": NON_NEGATIVE,
-              "epochs": COUNT, "epoch_size": COUNT, "validation": Range(0, 1), "seed": Range(0, whole=True)}
+              "epochs": COUNT, "epoch_size": COUNT, "ranking": NON_NEGATIVE, "validation": Range(0, 1),
+              "seed": Range(0, whole=True)}
 
     def resolved(self, fs):
         params = super().resolved(fs)
@@ -94,7 +97,7 @@ class AttentionCorrelationPredictor(Reranker):
         params = self.resolved(fs)
         config = AcpConfig(**{name: params[name] for name in (*ARCHITECTURE, *MODULES, *GUARDS)})
         settings = TrainingSettings(epochs=params["epochs"], epoch_size=params["epoch_size"],
-                                    sequences=params["sequences"], validation=params["validation"],
+                                    sequences=params["sequences"], ranking=params["ranking"], validation=params["validation"],
                                     validation_length=params["k1"])
         return config, settings, params["seed"]
 

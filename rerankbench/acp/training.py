@@ -10,7 +10,8 @@ epoch of ACP-Basic on the full MSMT17 twin's 30,248 images takes about 4 minutes
 `sequences` picks the training sequences: "paper" (the draw above, the default), "knn" (each
 probe's first l1 neighbours, as at test time; sequences.py) or "mixed" (the two by turns, batch
 by batch). Not in the paper (issue 16, which measured the paper's draw at 41% true matches on
-the Market-1501 twin where the test's kNN(k1) sequences hold 79%).
+the Market-1501 twin where the test's kNN(k1) sequences hold 79%). `ranking` > 0 adds that
+weight of a pairwise ranking term to the focal loss (loss.py; not in the paper either).
 
 With `validation` > 0, that share of the training identities is held out and every epoch is
 scored on them as at test time (validation.py); the epoch with the highest AUC of s is the model
@@ -39,7 +40,7 @@ from ..features.featureset import Split, scale_free_rows
 from ..runtime.files import DamagedFile, discard, folder_lock, write_atomic
 from ..runtime.progress import progress
 from .config import AcpConfig
-from .loss import focal_loss
+from .loss import focal_loss, ranking_loss
 from .model import AcpModel
 from .sequences import SequencePool
 from .validation import ValidationSequences, held_out_identities
@@ -63,16 +64,17 @@ class TrainingSettings:
     epochs: int = 20
     epoch_size: int | None = None  # probes per epoch; None: every training image
     sequences: str = "paper"  # "paper": the paper's draw; "knn": test-like kNN(l1); "mixed": the two by turns
+    ranking: float = 0.0  # weight of the pairwise ranking term beside the focal loss (loss.py); 0: the paper's loss
     validation: float = 0.0  # share of the training identities held out for validation; 0: none
     validation_length: int = 25  # k1 of the validation sequences (the method's test k1)
     validation_probes: int = 1000
 
     def recipe(self) -> dict:
         """The settings that make a model (not `epochs`: asking for more resumes); the validation
-        fields only when validation is on, and `sequences` only when not the paper's, so that
-        models without them keep their names."""
+        fields only when validation is on, `sequences` only when not the paper's and `ranking`
+        only when on, so that models without them keep their names."""
         skipped = ({"epochs"} | ({"validation", "validation_length", "validation_probes"} if not self.validation else set())
-                   | ({"sequences"} if self.sequences == "paper" else set()))
+                   | ({"sequences"} if self.sequences == "paper" else set()) | ({"ranking"} if not self.ranking else set()))
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skipped}
 
     def lr_at(self, epoch: int) -> float:
@@ -215,7 +217,10 @@ def _epoch(model: AcpModel, optimiser: torch.optim.Optimizer, pool: SequencePool
             rows, labels = pool.draw(batch, settings.sequence_length, settings.false_matches, rng)
         rows = torch.as_tensor(rows, device=features.device)
         logits = model(features[rows], settings.refine_length)
-        loss = focal_loss(logits, torch.as_tensor(labels, device=features.device), config.gamma)
+        labels = torch.as_tensor(labels, device=features.device)
+        loss = focal_loss(logits, labels, config.gamma)
+        if settings.ranking:
+            loss = loss + settings.ranking * ranking_loss(logits, labels)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

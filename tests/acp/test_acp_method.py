@@ -118,7 +118,7 @@ def test_parameters_resolve_from_the_preset_and_the_train_split(toy):
     assert resolved == {"k1": toy.default_k, "k2": 6, "preset": "basic", "layers": 3, "slots": 8, "heads": 16,
                         "d_memory": 32, "d": 256, "dropout": 0.4, "gamma": 2.0, "fusion": True, "encoder": True,
                         "memory": True, "refinement": True, "relations": False, "epochs": 20, "epoch_size": 480,
-                        "sequences": "paper", "validation": 0.0, "seed": 0}
+                        "sequences": "paper", "ranking": 0.0, "validation": 0.0, "seed": 0}
     xl = registry.method("acp", preset="xl", heads="4", dropout="0.1", memory="false").resolved(toy)
     assert (xl["d"], xl["d_memory"], xl["gamma"], xl["heads"], xl["dropout"], xl["memory"]) == (1024, 128, 1.0, 4, 0.1, False)
     with pytest.raises(ValueError, match="acp.preset"):
@@ -151,6 +151,8 @@ def test_no_train_split_is_a_clear_error(toy):
 def test_unknown_training_sequences_are_a_clear_error(toy):
     with pytest.raises(ValueError, match="acp.sequences must be one of paper, knn, mixed, got 'test'"):
         registry.method("acp", sequences="test").resolved(toy)
+    with pytest.raises(ValueError, match="acp.ranking must be >= 0, got -1"):
+        registry.method("acp", ranking=-1)
 
 
 def _features_file(fs: FeatureSet, path):

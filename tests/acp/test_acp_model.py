@@ -7,7 +7,7 @@ import torch
 
 from rerankbench.acp.config import ACP_BASIC, AcpConfig
 from rerankbench.acp.figures import macs_per_sequence, parameter_count
-from rerankbench.acp.loss import focal_loss
+from rerankbench.acp.loss import focal_loss, ranking_loss
 from rerankbench.acp.model import AcpModel, relations
 
 BLOCKS = (6, 10, 12)  # tiny stand-ins for C3, C4, C5
@@ -137,6 +137,26 @@ def test_focal_loss_against_a_hand_worked_value():
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="sum")
     assert focal_loss(logits, labels, gamma=0.0).item() == pytest.approx(bce.item(), rel=1e-6)
     assert focal_loss(torch.tensor([[30.0]]), torch.tensor([[1.0]]), 2.0).item() < 1e-20
+
+
+def test_ranking_loss_against_a_hand_worked_value_and_a_plain_loop():
+    # one sequence, true at 0 and 2 (z = 1, 0), false at 1 (z = 2): pairs (0, 1) and (2, 1)
+    logits, labels = torch.tensor([[1.0, 2.0, 0.0]]), torch.tensor([[1.0, 0.0, 1.0]])
+    want = (math.log(1 + math.exp(1.0)) + math.log(1 + math.exp(2.0))) / 2
+    assert ranking_loss(logits, labels).item() == pytest.approx(want, rel=1e-6)
+    # a batch: sequences without both kinds are left out of the mean
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 7, generator=g)
+    labels = (torch.rand(5, 7, generator=g) < 0.4).float()
+    labels[3] = 1.0  # all true: no pair
+    per_sequence = []
+    for z, y in zip(logits.tolist(), labels.tolist()):
+        pairs = [math.log(1 + math.exp(z[j] - z[i])) for i in range(7) for j in range(7) if y[i] and not y[j]]
+        if pairs:
+            per_sequence.append(sum(pairs) / len(pairs))
+    assert ranking_loss(logits, labels).item() == pytest.approx(sum(per_sequence) / len(per_sequence), rel=1e-6)
+    none = ranking_loss(logits, torch.ones(5, 7))
+    assert none.item() == 0.0 and none.requires_grad is logits.requires_grad
 
 
 def test_a_small_model_overfits_a_handful_of_sequences():

@@ -66,6 +66,21 @@ def test_the_papers_sequences_keep_the_models_name(train_split, tmp_path):
     knn = TrainingSettings(**{**QUICK.__dict__, "sequences": "knn"})
     assert knn.recipe() == {**QUICK.recipe(), "sequences": "knn"}
     assert checkpoint_folder(tmp_path, "market1501", train_split, TINY, knn, 0) != paper
+    assert "ranking" not in QUICK.recipe()  # the paper's loss keeps the name too
+    ranked = TrainingSettings(**{**QUICK.__dict__, "ranking": 1.0})
+    assert ranked.recipe() == {**QUICK.recipe(), "ranking": 1.0}
+    assert checkpoint_folder(tmp_path, "market1501", train_split, TINY, ranked, 0) != paper
+
+
+def test_the_ranking_term_is_added_to_the_focal_loss(train_split, monkeypatch):
+    import rerankbench.acp.training as training
+    seen = []
+    monkeypatch.setattr(training, "ranking_loss", lambda logits, labels: seen.append(labels.shape) or logits.sum() * 0.0)
+    train(train_split, TINY, TrainingSettings(**{**QUICK.__dict__, "epochs": 1, "epoch_size": 32}), None, seed=0)
+    assert seen == []  # off by default: the paper's loss alone
+    train(train_split, TINY, TrainingSettings(**{**QUICK.__dict__, "epochs": 1, "epoch_size": 32, "ranking": 0.5}),
+          None, seed=0)
+    assert len(seen) == 2  # once per batch of 16
 
 
 def test_fusion_uses_c3_and_c4_where_the_split_has_them():
