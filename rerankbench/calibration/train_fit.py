@@ -31,9 +31,10 @@ TRAIN_QUERIES = 2000
 
 
 def train_baseline(train: Split, seed: int = 0, queries: int = TRAIN_QUERIES) -> dict:
-    """The baseline's metrics on a train split: `queries` seeded images as queries
-    against every other image of the split, scored as a test split is (an image of the query's identity
-    under its camera ignored where the split has cameras)."""
+    """The baseline's metrics on a train split: `queries` seeded images (at most half the split) as
+    queries against every other image of the split, scored as a test split is (an image of the
+    query's identity under its camera ignored where the split has cameras)."""
+    queries = min(queries, len(train) // 2)
     rows = np.random.default_rng(seed).permutation(len(train))
     q, g = np.sort(rows[:queries]), np.sort(rows[queries:])
     cams = (None, None) if train.cams is None else (train.cams[q], train.cams[g])

@@ -211,7 +211,7 @@ def combine(parts: dict[str, torch.Tensor], model: TwinModel) -> torch.Tensor:
     + s_n exp(q z) eps + s_w w_v + s_m m + s_d d, L2-normalised (r: the view share of the identity
     signal; the module's docstring says what each term is). Terms left at zero are skipped."""
     g = model.group_similarity
-    if model.group_spread:
+    if model.group_spread and 0 < g < 1:  # at 0 or 1 every group keeps it (the logit's limits)
         g = torch.sigmoid(math.log(g / (1 - g)) + model.group_spread * parts["group_z"])
     own = parts["own_low"] if model.identity_rank else parts["own"]
     rho = model.view_share

@@ -46,6 +46,7 @@ def test_train_baseline_equals_a_plain_ranking():
     assert 20 < cmc1 < 95  # neither trivial nor hopeless
     assert measured["cmc1"] == pytest.approx(cmc1, abs=1e-9) and measured["map"] == pytest.approx(mean_ap, abs=1e-4)
     assert measured["num_queries"] == 60
+    assert train_baseline(Split(features, ids))["num_queries"] == 100  # a small split: half of it as queries
 
 
 def test_train_cells_are_table_vi_of_the_family():

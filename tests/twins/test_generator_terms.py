@@ -83,6 +83,11 @@ def test_group_spread_gives_each_look_alike_group_its_own_similarity():
     assert float(group_cosines(0.0).std()) < 0.03
     spread = group_cosines(1.5)
     assert float(spread.std()) > 0.12 and float(spread.min()) < 0.35 and float(spread.max()) > 0.8
+    # at the ends of its range (a fit may reach them) every group keeps the similarity: no log(0)
+    for g in (0.0, 1.0):
+        layout, parts = parts_of(dataclasses.replace(PLAIN, group_similarity=g, group_spread=1.5))
+        torch.testing.assert_close(combine(parts, dataclasses.replace(PLAIN, group_similarity=g, group_spread=1.5)),
+                                   combine(parts, dataclasses.replace(PLAIN, group_similarity=g)))
 
 
 def test_hard_images_are_a_share_that_keeps_part_of_its_signal():
