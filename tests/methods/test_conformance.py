@@ -35,7 +35,7 @@ def test_registry_lists_the_methods_in_the_papers_order_with_their_defaults():
         "acp": {"k1": nc, "k2": 6, "preset": "auto", "layers": "preset", "slots": "preset", "heads": "preset",
                 "d_memory": "preset", "d": "preset", "dropout": "preset", "gamma": "preset", "fusion": True,
                 "encoder": True, "memory": True, "refinement": True, "relations": False, "epochs": 20,
-                "epoch_size": "auto", "sequences": "paper", "validation": 0.0, "seed": 0},
+                "epoch_size": "auto", "sequences": "paper", "ranking": 0.0, "validation": 0.0, "seed": 0},
     }
 
 
