@@ -1,8 +1,14 @@
 """ACP's ablation (paper Table VII) and architecture tables (Tables VIII-X) from the stored records,
 beside the paper's numbers. The cells come from acp/ablation.py (the ablation) and from sweeps
 over the encoder layers, the heads and the memory size (slots), one at a time.
+
+Records that differ only in ACP's training seed are runs of one experiment: where an experiment
+has several, its cell is the mean and the sample standard deviation over them (the run-to-run
+noise that tells experiments apart or not), and the table says how many seeds.
 """
 from __future__ import annotations
+
+import statistics
 
 from ..acp.ablation import EXPERIMENTS
 from ..acp.config import MODULES
@@ -45,12 +51,13 @@ def ablation_tables(records: list[dict]) -> dict[str, str]:
 
 
 def _groups(records: list[dict], variant, vary: str | None = None) -> dict:
-    """Records by (test set, the parameters that are neither the variant's nor the trial's), then by variant."""
-    varied = set(MODULES) if vary is None else {vary}
+    """Records by (test set, the parameters that are neither the variant's nor the seed's), then by
+    variant: a list of runs, one per seed."""
+    varied = (set(MODULES) if vary is None else {vary}) | {"seed"}
     groups: dict = {}
     for record in records:
         rest = tuple(sorted((k, str(v)) for k, v in record["params"].items() if k not in varied))
-        groups.setdefault((dataset_key(record), rest), {})[variant(record)] = record
+        groups.setdefault((dataset_key(record), rest), {}).setdefault(variant(record), []).append(record)
     return groups
 
 
@@ -60,42 +67,64 @@ def _suffix(tables: dict, stem: str) -> str:
     return f"-{count + 1}" if count else ""
 
 
-def _ablation_markdown(found: dict[str, dict], baseline: dict | None, aqe: dict | None, rest: tuple) -> str:
-    first = next(iter(found.values()))
+def _ablation_markdown(found: dict[str, list], baseline: dict | None, aqe: dict | None, rest: tuple) -> str:
+    first = next(iter(found.values()))[0]
     lines = [f"# ACP ablation on {dataset_label(first, several=False)} (paper Table VII)", "",
-             f"Fixed: {_fixed(rest)}.", "",
+             f"Fixed: {_fixed(rest)}{_seeds(found.values())}.", "",
              "| experiment | fusion | encoder | memory | refinement | CMC@1 | mAP | paper CMC@1 | paper mAP |",
              "|---|---|---|---|---|---|---|---|---|"]
     if baseline is not None:
         lines.append(_row("Baseline", ("", "", "", ""), baseline))
     if aqe is not None:
         lines.append(_row("AQE (uniform weights)", ("", "", "", ""), aqe))
-    for name, record in found.items():
-        lines.append(_row(name, tuple("✓" if on else "" for on in EXPERIMENTS[name]), record))
-    if all(_blocks(record) == ["features"] for record in found.values()):
+    for name, runs in found.items():
+        lines.append(_row(name, tuple("✓" if on else "" for on in EXPERIMENTS[name]), runs))
+    if max(len(runs) for runs in found.values()) > 1:
+        means = [statistics.fmean(r["map"] for r in runs) for runs in found.values()]
+        noise = max(statistics.stdev(r["map"] for r in runs) for runs in found.values() if len(runs) > 1)
+        lines += ["", f"Cells with several seeds: mean ± sample standard deviation over them. The experiments' mean mAP "
+                  f"spans {max(means) - min(means):.2f} points; one experiment's runs differ by up to {noise:.2f} "
+                  "(standard deviation)."]
+    if all(_blocks(record) == ["features"] for runs in found.values() for record in runs):
         lines += ["", "These features have the C5 block alone, so multi-block fusion has nothing to fuse: "
                   "with fusion on or off the model is the same (Exp-A = B, D = F, E = G up to training noise)."]
     return "\n".join(lines) + "\n"
 
 
 def _architecture_markdown(param: str, group: dict, rest: tuple) -> str:
-    first = next(iter(group.values()))
+    first = next(iter(group.values()))[0]
     values = sorted(group)
     paper = PAPER_ARCHITECTURE[param]
     lines = [f"# ACP, {TITLES[param]}, on {dataset_label(first, several=False)}", "",
-             f"Fixed: {_fixed(rest)}.", "",
+             f"Fixed: {_fixed(rest)}{_seeds(group.values())}.", "",
              "| " + " | ".join([param, *map(str, values)]) + " |", "|---" * (len(values) + 1) + "|"]
     for index, (metric, title) in enumerate((("cmc1", "CMC@1"), ("map", "mAP"))):
-        lines.append("| " + " | ".join([f"{title} (%)", *(f"{group[v][metric]:.2f}" for v in values)]) + " |")
+        lines.append("| " + " | ".join([f"{title} (%)", *(_cell(group[v], metric) for v in values)]) + " |")
         lines.append("| " + " | ".join([f"paper {title}", *(f"{paper[v][index]:.2f}" if v in paper else "-"
                                                            for v in values)]) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _row(name: str, marks: tuple, record: dict) -> str:
+def _row(name: str, marks: tuple, runs: dict | list) -> str:
+    runs = runs if isinstance(runs, list) else [runs]
     paper = PAPER_TABLE_VII.get(name, ("-", "-"))
-    return "| " + " | ".join([name, *marks, f"{record['cmc1']:.2f}", f"{record['map']:.2f}",
+    return "| " + " | ".join([name, *marks, _cell(runs, "cmc1"), _cell(runs, "map"),
                               *(f"{v:.2f}" if v != "-" else v for v in paper)]) + " |"
+
+
+def _cell(runs: list[dict], metric: str) -> str:
+    """One run's value, or the mean ± sample standard deviation of several seeds'."""
+    values = [r[metric] for r in runs]
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def _seeds(groups) -> str:
+    """The training seeds of the table's runs: ", seed=0", or "; seeds 0, 1, 2"."""
+    groups = list(groups)
+    seeds = sorted({r["params"].get("seed", 0) for runs in groups for r in runs})
+    return f"; seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f", seed={seeds[0]}"
 
 
 def _blocks(record: dict) -> list | None:
@@ -104,5 +133,5 @@ def _blocks(record: dict) -> list | None:
 
 def _fixed(rest: tuple) -> str:
     shown = [f"{k}={v}" for k, v in rest if k in ("k1", "k2", "preset", "layers", "heads", "slots", "d_memory", "d",
-                                                   "epochs", "epoch_size", "seed")]
+                                                   "epochs", "epoch_size")]
     return ", ".join(shown)

@@ -62,3 +62,18 @@ def test_ablation_table_reads_each_experiment_from_its_switches():
     heads = tables["acp-heads-veriwild_small"].splitlines()
     assert heads[4:] == ["| heads | 4 | 16 |", "|---|---|---|", "| CMC@1 (%) | 74.00 | 86.00 |",
                          "| paper CMC@1 | 93.47 | 95.18 |", "| mAP (%) | 54.00 | 66.00 |", "| paper mAP | 85.98 | 88.16 |"]
+
+
+def test_runs_over_seeds_give_the_mean_and_the_run_to_run_noise():
+    records = [record("baseline", {}, 90.0, 70.0, 0)]
+    for number, (name, base) in enumerate((("Exp-A", 61.0), ("Exp-G", 67.0))):
+        for seed in (0, 1, 2):  # mAP A: 61, 62, 63; G: 67, 68, 69; CMC@1 20 more
+            records.append(record("acp", {**ACP_DEFAULTS, **dict(zip(MODULES, EXPERIMENTS[name])), "seed": seed},
+                                  base + 20 + seed, base + seed, 10 * number + seed + 1))
+    tables = ablation_tables(records)
+    assert set(tables) == {"acp-ablation-veriwild_small"}  # one table: seeds are runs of one experiment
+    lines = tables["acp-ablation-veriwild_small"].splitlines()
+    assert lines[2].endswith("slots=8; seeds 0, 1, 2.")
+    assert "| Exp-A |  | ✓ |  |  | 82.00 ± 1.00 | 62.00 ± 1.00 | 86.18 | 77.93 |" in lines
+    assert "| Exp-G | ✓ | ✓ | ✓ | ✓ | 88.00 ± 1.00 | 68.00 ± 1.00 | 95.18 | 88.16 |" in lines
+    assert any("mean mAP spans 6.00 points; one experiment's runs differ by up to 1.00" in line for line in lines)
