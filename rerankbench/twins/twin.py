@@ -74,17 +74,18 @@ class TwinDataset:
             source["train_fit"] = _key(dataclasses.asdict(train_fit))
         inputs = dataclasses.asdict(dataclasses.replace(self, released=None, model=model,
                                                         train_model=train_fit or self.train_model))
+        train_model = train_fit or self.train_model or model.for_train()  # the one the cache key names
         for name in ("released", "extra_distractors", "twin_of", "in_all"):
             del inputs[name]  # not inputs of this twin (its distractors are added above), so its cache keys stay
         key = _key({**inputs, "scale": scale, "seed": seed, "dim": dim, "generator": GENERATOR_VERSION})
         if cache_dir is None:
-            splits = self._generate(model, scale, seed, dim, names, show_progress)
+            splits = self._generate(model, train_model, scale, seed, dim, names, show_progress)
         else:
             folder = Path(cache_dir) / "twins" / f"{self.name}-{key}"
             with folder_lock(folder):  # one process generates, the others wait and read it
                 splits = {name: read_split(folder, name) for name in names}
                 missing = [name for name, split in splits.items() if split is None]
-                for name, split in self._generate(model, scale, seed, dim, missing, show_progress).items():
+                for name, split in self._generate(model, train_model, scale, seed, dim, missing, show_progress).items():
                     write_split(folder, name, split)
                     splits[name] = split
         return FeatureSet(self.name, splits["query"], splits["gallery"], self.protocol, source,
@@ -157,7 +158,7 @@ class TwinDataset:
         source = {**base.source, "twin_of": self.title, "distractors_added": extra}
         return FeatureSet(self.name, base.query, split, base.protocol, source, base.train, base.default_k)
 
-    def _generate(self, model: TwinModel, scale: float, seed: int, dim: int, splits: list[str],
+    def _generate(self, model: TwinModel, train_model: TwinModel, scale: float, seed: int, dim: int, splits: list[str],
                   show_progress: bool) -> dict[str, Split]:
         """The named splits ("query", "gallery", "train"), freshly generated."""
         made = {}
@@ -167,7 +168,7 @@ class TwinDataset:
             for split, rows in (("query", query_rows), ("gallery", gallery_rows)):
                 made[split] = Split(features[rows], test.ids[rows], None if test.cams[0] < 0 else test.cams[rows])
         if "train" in splits:
-            made["train"] = self.train_split(scale, seed, dim, self.train_model_at(scale, model), show_progress)
+            made["train"] = self.train_split(scale, seed, dim, train_model, show_progress)
         return made
 
     def train_split(self, scale: float, seed: int, dim: int, model: TwinModel, show_progress: bool = False) -> Split:
