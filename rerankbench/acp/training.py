@@ -6,6 +6,8 @@ epochs from 0.1 x (as in BoT, per epoch) and constant afterwards (the paper give
 or epoch count: we take 20 epochs). One epoch = every training image once as a probe, or, with
 `epoch_size`, that many probes drawn afresh each epoch (a budget for this CPU machine: one
 epoch of ACP-Basic on the full MSMT17 twin's 30,248 images takes about 4 minutes on 2 cores).
+The K = 1000 lists are computed for the probes the epochs will draw alone (epoch_probes;
+sequences.py), the same lists as the whole graph's, so a budget also bounds that cost.
 
 `sequences` picks the training sequences: "paper" (the draw above, the default), "knn" (each
 probe's first l1 neighbours, as at test time; sequences.py) or "mixed" (the two by turns, batch
@@ -162,7 +164,8 @@ def _train(split: Split, config: AcpConfig, settings: TrainingSettings, folder: 
                          "asked for: ask for that many, or delete it to train afresh")
     if first_epoch == settings.epochs:
         return _chosen(trained)
-    pool = SequencePool.from_split(training, settings.neighbours, show_progress)
+    pool = SequencePool.from_split(training, settings.neighbours, show_progress,
+                                   epoch_probes(len(training), settings, seed, range(first_epoch, settings.epochs)))
     checks = None if held_out is None else ValidationSequences.draw(split, held_out, settings.validation_length,
                                                                      settings.validation_probes, seed)
     for epoch in range(first_epoch, settings.epochs):
@@ -205,7 +208,7 @@ def _epoch(model: AcpModel, optimiser: torch.optim.Optimizer, pool: SequencePool
     for group in optimiser.param_groups:
         group["lr"] = settings.lr_at(epoch)
     model.train()
-    probes = rng.permutation(len(pool.neighbours))[:settings.epoch_size]
+    probes = _draw_probes(rng, len(features), settings)
     batches = [probes[i:i + settings.batch_size] for i in range(0, len(probes) - settings.batch_size + 1, settings.batch_size)]
     if not batches:
         raise ValueError(f"the train split has {len(probes)} images, fewer than one batch of {settings.batch_size}")
@@ -226,6 +229,17 @@ def _epoch(model: AcpModel, optimiser: torch.optim.Optimizer, pool: SequencePool
         optimiser.step()
         total += loss.item()
     return total / len(batches)
+
+
+def _draw_probes(rng: np.random.Generator, count: int, settings: TrainingSettings) -> np.ndarray:
+    """An epoch's probes: the first draw of its generator, a permutation of the rows cut to epoch_size."""
+    return rng.permutation(count)[:settings.epoch_size]
+
+
+def epoch_probes(count: int, settings: TrainingSettings, seed: int, epochs: range) -> np.ndarray:
+    """Every row that `epochs` will take as a probe (each epoch's generator is seeded by (seed, epoch))."""
+    drawn = [_draw_probes(np.random.default_rng([seed, epoch]), count, settings) for epoch in epochs]
+    return np.unique(np.concatenate(drawn)) if drawn else np.empty(0, np.int64)
 
 
 def _save(folder: Path, identity: dict, trained: TrainedAcp, optimiser: torch.optim.Optimizer, epoch: int) -> None:

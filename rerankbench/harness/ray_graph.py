@@ -5,8 +5,9 @@ rows against all rows (engine/row_shards.shard_knn: kNN(i, K) of rows lo..hi, wi
 graph's rules) and the driver concatenates the shards: the same graph as the local build, indices
 and distances (tests/harness/test_ray_executor.py). Memory of a task: X read in place from the
 object store (T x D x 4 bytes, shared by the tasks of a node: 768 MB for the full MSMT17 twin),
-its shard's candidates ((hi - lo) x (K + 8) x 12 bytes) and a 64 MB block of products, with
-topk's copies of it: about 4 x 64 MB + (hi - lo)(K + 8) x 12 bytes besides X. The graph is then
+its shard's candidates ((hi - lo) x (K + 8) x 12 bytes), a copy of 4,096 of its rows at a time
+(32 MB at D = 2,048) and their 64 MB block of products against 4,096 columns, with topk's copies
+of it: about 4 x 64 MB + 4,096 x D x 4 + (hi - lo)(K + 8) x 12 bytes besides X. The graph is then
 written to the cache, where the shared-steps task and every cell's task read it.
 """
 from __future__ import annotations

@@ -143,6 +143,38 @@ def test_epoch_size_draws_that_many_probes_per_epoch(train_split, tmp_path):
     assert calls == [16, 16]
 
 
+def test_a_pool_of_some_probes_holds_the_whole_graphs_lists_of_them(train_split):
+    whole = SequencePool.from_split(train_split, 40)
+    probes = np.array([17, 3, 90, 3])
+    some = SequencePool.from_split(train_split, 40, probes=probes)
+    assert some.neighbours.shape == (3, 40)  # each probe's list once
+    for method in (lambda pool: pool.lists(probes), lambda pool: pool.nearest(probes, 8),
+                   lambda pool: pool.draw(probes, 8, 5, np.random.default_rng(1))):
+        for ours, theirs in zip(method(some), method(whole)):
+            assert np.array_equal(ours, theirs)
+    with pytest.raises(ValueError, match="no list for row 4"):
+        some.lists(np.array([3, 4]))
+    half = np.arange((len(train_split) + 1) // 2)  # half the rows or more: the whole graph, built symmetric
+    assert SequencePool.from_split(train_split, 40, probes=half).position is None
+
+
+def test_training_builds_the_lists_of_the_probes_it_draws_alone_and_trains_as_on_the_whole_pool(
+        train_split, tmp_path, monkeypatch):
+    settings = TrainingSettings(**{**QUICK.__dict__, "epochs": 3, "epoch_size": 32})
+    pools, drawn = [], []
+    build, lists = SequencePool.from_split.__func__, SequencePool.lists
+    monkeypatch.setattr(SequencePool, "from_split", classmethod(
+        lambda cls, *a, **kw: pools.append(build(cls, *a, **kw)) or pools[-1]))
+    monkeypatch.setattr(SequencePool, "lists", lambda self, probes: drawn.extend(probes) or lists(self, probes))
+    sampled = train(train_split, TINY, settings, None, seed=5)
+    assert len(np.unique(drawn)) == len(pools[0].neighbours) < len(train_split) / 2  # every list built is drawn
+    monkeypatch.setattr(SequencePool, "from_split", classmethod(lambda cls, split, k, show, probes: build(cls, split, k)))
+    whole = train(train_split, TINY, settings, None, seed=5)
+    assert sampled.losses == whole.losses
+    for name, tensor in whole.model.state_dict().items():
+        assert torch.equal(sampled.model.state_dict()[name], tensor), name
+
+
 def test_model_figures_command_prints_ours_beside_the_paper(capsys):
     assert main(["model-figures"]) == 0
     out = capsys.readouterr().out

@@ -88,3 +88,25 @@ def test_knn_benchmark_reports_the_screened_graph_equal_to_the_exact_one(tmp_pat
     figures = json.loads((tmp_path / "knn_graphs_market1501.json").read_text())
     assert figures["screened_identical"] is True and figures["rows"] == 385 and "ivf_s" not in figures
     assert "--backends none" in (tmp_path / "knn_graphs_market1501.md").read_text()
+
+
+@pytest.mark.parametrize("seed,rows,dim,ties,k", CASES)
+@pytest.mark.parametrize("chosen", [3, 40, "half"])
+def test_the_lists_of_any_rows_are_the_exact_graphs_rows(seed, rows, dim, ties, k, chosen, monkeypatch):
+    import rerankbench.engine.row_shards as row_shards
+    monkeypatch.setattr(row_shards, "CHUNK_ROWS", 64)  # several chunks, the last a short one
+    x = _inputs(seed, rows, dim, ties)
+    picked = np.random.default_rng(seed).permutation(rows)[:rows // 2 if chosen == "half" else chosen]
+    picked = np.concatenate([picked, [3, 10, rows - 20]])  # with tied rows, in no order
+    indices, distances, lowest = row_shards.rows_knn(x, picked, k)
+    whole = build_knn_graph(x, k)
+    np.testing.assert_array_equal(indices, whole.indices[picked])
+    np.testing.assert_array_equal(distances, whole.distances[picked])
+    np.testing.assert_array_equal(row_shards.euclidean_from_similarity(torch.from_numpy(lowest)).numpy(),
+                                  whole.farthest[picked])
+
+
+def test_the_lists_of_no_rows_are_empty():
+    from rerankbench.engine.row_shards import rows_knn
+    indices, distances, lowest = rows_knn(_inputs(0, 60, 8, False), np.array([], np.int64), 7)
+    assert indices.shape == distances.shape == (0, 7) and lowest.shape == (0,)
