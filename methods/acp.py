@@ -16,9 +16,12 @@ k2 = 4); preset "auto" takes
 ACP-XL for a train split of 100,000 images or more (VERI-Wild, VehicleID at full size, as in
 Sec. IV-B2) and ACP-Basic below; any architecture parameter of Tables II and VII-X may be set
 over the preset. Training: `epochs` = 20 and `epoch_size` probes per epoch, "auto" being every
-training image (the paper's epoch) on real data and 3,000 x scale on a twin (a budget for this
-2-core machine: the default run, ACP trained on six twins at scale 0.1, stays under 10 minutes,
-and ACP-Basic trains on the full MSMT17 twin in about 8); `seed` seeds it. `validation` (default
+training image (the paper's epoch) on real data and, on a twin, 3,000 x scale for ACP-Basic and
+1,000 x scale for ACP-XL (a budget for this 2-core machine: the default run, ACP trained on six
+twins at scale 0.1, stays under 10 minutes, ACP-Basic trains on the full MSMT17 twin in about 8,
+and ACP-XL, 12 times Basic's products a sequence (Table III), on the full VERI-Wild or VehicleID
+train split in about 30; the K = 1000 lists are built for the drawn probes alone,
+rerankbench/acp/sequences.py); `seed` seeds it. `validation` (default
 0: off) holds that share of the training identities out and keeps the epoch that scores their
 test-like kNN(k1) sequences best (AUC of s; rerankbench/acp/validation.py); the record carries
 the curve, the cosine's AUC beside it, and the chosen epoch. Every record also carries
@@ -52,7 +55,7 @@ from rerankbench.engine.reranker import COUNT, DATA_DEPENDENT, NEIGHBOURHOOD, NO
 
 AUTO, FROM_PRESET = "auto", "preset"
 XL_TRAIN_IMAGES = 100_000  # the paper's Basic datasets train on <= 37,778 images, its XL ones on >= 113,346
-TWIN_EPOCH_SIZE = 3_000  # probes per epoch on a full-size twin
+TWIN_EPOCH_SIZE = {"basic": 3_000, "xl": 1_000}  # probes per epoch on a full-size twin: XL costs 12x Basic a sequence
 SEQUENCES = ("paper", "knn", "mixed")  # the training sequences (rerankbench/acp/training.py)
 SEPARATION_QUERIES = 1_000  # queries whose test sequences the record's test_separation scores
 SEQUENCES_PER_PASS = 32  # through the network at once when re-ranking: the activations stay in cache (fastest on CPU)
@@ -88,7 +91,7 @@ class AttentionCorrelationPredictor(Reranker):
             raise ValueError(f"parameter acp.sequences must be one of {', '.join(SEQUENCES)}, got {params['sequences']!r}")
         if params["epoch_size"] == AUTO:
             scale = fs.source.get("scale", 1.0) if fs.synthetic else None
-            params["epoch_size"] = len(fs.train) if scale is None else min(len(fs.train), round(TWIN_EPOCH_SIZE * scale))
+            params["epoch_size"] = len(fs.train) if scale is None else min(len(fs.train), round(TWIN_EPOCH_SIZE[params["preset"]] * scale))
         params["k2"] = min(params["k1"], params["k2"])  # the refinement reads the first k2 of k1: what runs is recorded
         return params
 

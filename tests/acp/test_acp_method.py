@@ -134,12 +134,14 @@ def test_auto_preset_is_xl_from_100000_training_images(toy):
     assert registry.method("acp").resolved(train_of(100_000))["preset"] == "xl"
 
 
-def test_auto_epoch_size_is_3000_x_scale_on_twins_and_every_image_on_real_data(toy):
+def test_auto_epoch_size_is_3000_or_1000_for_xl_x_scale_on_twins_and_every_image_on_real_data(toy):
     def source(**kind):
         return dataclasses.replace(toy, source=kind)
     assert registry.method("acp").resolved(source(kind="file"))["epoch_size"] == 480
     assert registry.method("acp").resolved(source(kind="synthetic", scale=0.1))["epoch_size"] == 300
     assert registry.method("acp").resolved(source(kind="synthetic", scale=1.0))["epoch_size"] == 480  # all it has
+    assert registry.method("acp", preset="xl").resolved(source(kind="synthetic", scale=0.1))["epoch_size"] == 100
+    assert registry.method("acp", preset="xl").resolved(source(kind="file"))["epoch_size"] == 480
     assert registry.method("acp", epoch_size="100").resolved(toy)["epoch_size"] == 100
 
 
