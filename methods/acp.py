@@ -161,15 +161,27 @@ class AttentionCorrelationPredictor(Reranker):
         return sequences.separation(trained.model, torch.as_tensor(inputs, device=shared.device), params["k2"])
 
     def rerank(self, shared):
-        params = self.resolved(shared.fs)
-        trained = self.trained(shared)
-        fs, model, k1 = shared.fs, trained.model, params["k1"]
+        k1, trained = self.resolved(shared.fs)["k1"], self.trained(shared)  # trained (or loaded) outside inference mode
         with torch.inference_mode():
-            inputs = torch.as_tensor(model_inputs([fs.query, fs.gallery], trained.blocks))
-            fused = torch.cat([model.embed(block.to(shared.device)) for block in inputs.split(8192)])
+            correlations = self._correlator(shared, trained)
+            return FeatureDistances(expand(shared.features, shared.knn_graph(k1), k1, lambda rows, _: correlations(rows)))
 
-            def correlations(neighbours, _):
-                return torch.cat([torch.sigmoid(model.correlate(fused[part], params["k2"],
-                                                                model.relations_of(shared.features[part])))
-                                  for part in neighbours.split(SEQUENCES_PER_PASS)])
-            return FeatureDistances(expand(shared.features, shared.knn_graph(k1), k1, correlations))
+    def correlations(self, shared) -> torch.Tensor:
+        """s (T, k1) of every row's kNN(k1) sequence, row i's first, as rerank weighs them (eq. 11)."""
+        sequences = torch.as_tensor(shared.knn_graph(self.resolved(shared.fs)["k1"]).indices, device=shared.device)
+        trained = self.trained(shared)
+        with torch.inference_mode():
+            correlations = self._correlator(shared, trained)
+            return torch.cat([correlations(part) for part in sequences.split(4096)])
+
+    def _correlator(self, shared, trained):
+        """sequences (B, k1) of rows of X -> their s (B, k1) by the trained model; every image fused once first."""
+        fs, k2 = shared.fs, self.resolved(shared.fs)["k2"]
+        model = trained.model
+        inputs = torch.as_tensor(model_inputs([fs.query, fs.gallery], trained.blocks))
+        fused = torch.cat([model.embed(block.to(shared.device)) for block in inputs.split(8192)])
+
+        def correlations(sequences):
+            return torch.cat([torch.sigmoid(model.correlate(fused[part], k2, model.relations_of(shared.features[part])))
+                              for part in sequences.split(SEQUENCES_PER_PASS)])
+        return correlations

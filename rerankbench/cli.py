@@ -188,6 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     acp_bench.add_argument("--output", default="results/benchmarks")
     _results_option(acp_bench)
 
+    weights = commands.add_parser("acp-weights", help="ACP's eq. 1 with its s, s's mean per rank, uniform and oracle "
+                                  "weights over the same sequences (writes results/benchmarks/)")
+    weights.add_argument("--dataset", default="market1501")
+    weights.add_argument("--scale", type=float, default=1.0)
+    weights.add_argument("--set", action="append", default=[], metavar="acp.PARAM=VALUE")
+    weights.add_argument("--device", default="cpu")
+    weights.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    weights.add_argument("--output", default="results/benchmarks")
+    _results_option(weights)
+
     speed = commands.add_parser("extraction-benchmark", help="time feature extraction in images/s (writes results/benchmarks/)")
     speed.add_argument("--images", type=int, default=64)
     speed.add_argument("--batch-size", type=int, default=32)
@@ -224,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                     "compare": _compare,
                     "plot": _plot, "report": _report, "export": _export, "calibrate": _calibrate, "benchmark": _benchmark,
                     "extraction-benchmark": _extraction_benchmark, "compare-reference": _compare_reference,
-                    "train": _train, "model-figures": _model_figures, "acp-benchmark": _acp_benchmark,
+                    "train": _train, "model-figures": _model_figures, "acp-benchmark": _acp_benchmark, "acp-weights": _acp_weights,
                     "knn-benchmark": _knn_benchmark, "ann-sweep": _ann_sweep, "gpu-check": _gpu_check}
         return commands[args.command](args)
     except (ValueError, OSError) as error:  # FeatureError, StoreError, DamagedFile are ValueErrors
@@ -504,6 +514,13 @@ def _acp_benchmark(args) -> int:
     import torch
 
     from .benchmarks.acp_budgets import run
+    _set_threads(args.threads)
+    run(args.dataset, args.scale, parse_settings(args.set, ["acp"])["acp"], args.device, args.results, args.output)
+    return 0
+
+
+def _acp_weights(args) -> int:
+    from .benchmarks.acp_weights import run
     _set_threads(args.threads)
     run(args.dataset, args.scale, parse_settings(args.set, ["acp"])["acp"], args.device, args.results, args.output)
     return 0
