@@ -14,8 +14,9 @@ sequences (TrainingSettings.sequences), whose share of true matches is the data'
 
 A pool may hold the lists of some probes alone (`probes`, the rows a training run will draw as
 probes): they are the whole graph's rows (engine/row_shards.rows_knn), at |P| x T products
-against the whole graph's T^2 / 2, so a run of 20 epochs of 3,000 probes on the full VERI-Wild
-train split (T = 277,797) computes about 55,000 lists rather than all of them.
+against the whole graph's T^2 / 2, so 20 epochs of 1,000 probes (ACP-XL's twin budget) on the
+full VehicleID train split (T = 113,346) compute about 18,400 lists, and 20 of 3,000 on the full
+VERI-Wild split (T = 277,797) about 54,000, rather than all of them.
 """
 from __future__ import annotations
 

@@ -65,9 +65,9 @@ def test_training_never_sees_held_out_identities_and_keeps_its_best_epoch(train_
     seen = []
     original = sequences.SequencePool.from_split.__func__
 
-    def spy(cls, split, k, show_progress=False):
+    def spy(cls, split, k, show_progress=False, probes=None):
         seen.append(split.ids.copy())
-        return original(cls, split, k, show_progress)
+        return original(cls, split, k, show_progress, probes)
     monkeypatch.setattr(sequences.SequencePool, "from_split", classmethod(spy))
     trained = train(train_split, TINY, CHECKED, tmp_path / "whole", seed=0)
     held_ids = np.unique(train_split.ids[held_out_identities(train_split.ids, 0.2, seed=0)])
