@@ -178,25 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--note", default="", help="a remark for the report, e.g. on other load on the machine")
     sweep.add_argument("--output", default="results/benchmarks")
 
-    acp_bench = commands.add_parser("acp-benchmark", help="ACP's training and re-ranking time against the budgets "
-                                    "(writes results/benchmarks/)")
-    acp_bench.add_argument("--dataset", default="msmt17")
-    acp_bench.add_argument("--scale", type=float, default=1.0)
-    acp_bench.add_argument("--set", action="append", default=[], metavar="acp.PARAM=VALUE")
-    acp_bench.add_argument("--device", default="cpu")
-    acp_bench.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    acp_bench.add_argument("--output", default="results/benchmarks")
-    _results_option(acp_bench)
-
-    weights = commands.add_parser("acp-weights", help="ACP's eq. 1 with its s, s's mean per rank, uniform and oracle "
-                                  "weights over the same sequences (writes results/benchmarks/)")
-    weights.add_argument("--dataset", default="market1501")
-    weights.add_argument("--scale", type=float, default=1.0)
-    weights.add_argument("--set", action="append", default=[], metavar="acp.PARAM=VALUE")
-    weights.add_argument("--device", default="cpu")
-    weights.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    weights.add_argument("--output", default="results/benchmarks")
-    _results_option(weights)
+    _acp_twin_options(commands.add_parser("acp-benchmark", help="ACP's training and re-ranking time against the "
+                                          "budgets (writes results/benchmarks/)"), "msmt17")
+    _acp_twin_options(commands.add_parser("acp-weights", help="ACP's eq. 1 with its s, s's mean per rank, uniform and "
+                                          "oracle weights over the same sequences (writes results/benchmarks/)"), "market1501")
 
     speed = commands.add_parser("extraction-benchmark", help="time feature extraction in images/s (writes results/benchmarks/)")
     speed.add_argument("--images", type=int, default=64)
@@ -508,6 +493,17 @@ def _ann_sweep(args) -> int:
 def _gpu_check(args) -> int:
     from .benchmarks.gpu_check import run
     return run(args.dataset, args.scale, args.device, not args.no_tests, args.output)
+
+
+def _acp_twin_options(parser, dataset: str) -> None:
+    """The options of the commands that measure ACP on one twin (acp-benchmark, acp-weights)."""
+    parser.add_argument("--dataset", default=dataset)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--set", action="append", default=[], metavar="acp.PARAM=VALUE")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--output", default="results/benchmarks")
+    _results_option(parser)
 
 
 def _acp_benchmark(args) -> int:
