@@ -74,9 +74,9 @@ def _ablation_markdown(found: dict[str, list], baseline: dict | None, aqe: dict 
              "| experiment | fusion | encoder | memory | refinement | CMC@1 | mAP | paper CMC@1 | paper mAP |",
              "|---|---|---|---|---|---|---|---|---|"]
     if baseline is not None:
-        lines.append(_row("Baseline", ("", "", "", ""), baseline))
+        lines.append(_row("Baseline", ("", "", "", ""), [baseline]))
     if aqe is not None:
-        lines.append(_row("AQE (uniform weights)", ("", "", "", ""), aqe))
+        lines.append(_row("AQE (uniform weights)", ("", "", "", ""), [aqe]))
     for name, runs in found.items():
         lines.append(_row(name, tuple("✓" if on else "" for on in EXPERIMENTS[name]), runs))
     if max(len(runs) for runs in found.values()) > 1:
@@ -105,8 +105,7 @@ def _architecture_markdown(param: str, group: dict, rest: tuple) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _row(name: str, marks: tuple, runs: dict | list) -> str:
-    runs = runs if isinstance(runs, list) else [runs]
+def _row(name: str, marks: tuple, runs: list[dict]) -> str:
     paper = PAPER_TABLE_VII.get(name, ("-", "-"))
     return "| " + " | ".join([name, *marks, _cell(runs, "cmc1"), _cell(runs, "map"),
                               *(f"{v:.2f}" if v != "-" else v for v in paper)]) + " |"
