@@ -18,7 +18,7 @@ Sec. IV-B2) and ACP-Basic below; any architecture parameter of Tables II and VII
 over the preset. Training: `epochs` = 20 and `epoch_size` probes per epoch, "auto" being every
 training image (the paper's epoch) on real data and, on a twin, 3,000 x scale for ACP-Basic and
 1,000 x scale for ACP-XL (a budget for this 2-core machine: the default run, ACP trained on six
-twins at scale 0.1, stays under 10 minutes, ACP-Basic trains on the full MSMT17 twin in 7-11 (AVX512 or AVX2 kernels, measured),
+twins at scale 0.1, stays under 10 minutes, ACP-Basic trains on the full MSMT17 twin in 5-11 (Intel AVX512 to AMD AVX2 kernels, measured),
 and ACP-XL, 12 times Basic's products a sequence (Table III), on the full VehicleID train split
 in 20-25 (55-77 s an epoch, measured); the K = 1000 lists are built for the drawn probes alone,
 rerankbench/acp/sequences.py); `seed` seeds it. `validation` (default
