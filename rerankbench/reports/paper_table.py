@@ -71,7 +71,10 @@ def build_table(records: list[dict], with_paper: bool = False) -> PaperTable:
     for key in keys:
         group = {method: trials for method, trials in test_sets[key].groupby("method", sort=False)}
         first = _first(next(iter(group.values())))
-        label = dataset_label(first, several=len({k[1] for k in keys if k[0] == key[0]}) > 1)
+        twins = {k[1]: test_sets[k]["record"].iloc[0]["dataset_info"].get("source_scale", 1.0)
+                 for k in keys if k[0] == key[0]}  # this test set's twins (fingerprints) and their scales
+        label = dataset_label(first, several=len(twins) > 1,
+                              named=len(twins) > len(set(twins.values())))
         shared = _shared_seconds(first)
         if shared is not None:
             notes.append(f"{label}: shared steps ({_graph_named(first)}, query-gallery distances) {shared:.1f} s, "
@@ -121,15 +124,19 @@ def _first(trials: pd.DataFrame) -> dict:
     return trials["record"].iloc[0]
 
 
-def dataset_label(record: dict, several: bool) -> str:
+def dataset_label(record: dict, several: bool, named: bool = False) -> str:
     """"MSMT17 (twin)", "VERI-Wild (small, twin)"; the scale is added when it is not 1 or when one
-    test set comes at several; "gallery context" where each query was re-ranked against the gallery alone."""
+    test set comes at several; with `named`, the twin's fingerprint too (two twins of one test set at
+    one scale: the same model generated on hosts whose BLAS rounds differently, or two models);
+    "gallery context" where each query was re-ranked against the gallery alone."""
     registered = datasets().get(record["dataset"])
     label = registered.title if registered and record.get("synthetic") else record["dataset"]
     tags = []
     if record.get("synthetic"):
         scale = record.get("dataset_info", {}).get("source_scale", 1.0)
         tags.append(f"twin, scale {scale:g}" if scale != 1.0 or several else "twin")
+        if named:
+            tags.append(f"fingerprint {record['dataset_info']['fingerprint']}")
     if context_of(record) != ALL:
         tags.append(f"{context_of(record)} context")
     for tag in tags:

@@ -138,6 +138,19 @@ def test_markdown_has_every_row_and_the_notes():
     assert "synthetic twins" in text
 
 
+def test_two_twins_of_one_test_set_are_named_by_scale_or_else_by_fingerprint():
+    other_host = [record(method="baseline", fingerprint="f9"), record(method="acp", cmc1=75.0, fingerprint="f9")]
+    same_scale = rows_labels(build_table(table_records()[:2] + other_host))
+    assert "MSMT17 (twin, scale 1, fingerprint f1)" in same_scale
+    assert "MSMT17 (twin, scale 1, fingerprint f9)" in same_scale
+    smaller = [{**r, "dataset_info": {**r["dataset_info"], "source_scale": 0.1}} for r in other_host]
+    assert {"MSMT17 (twin, scale 1)", "MSMT17 (twin, scale 0.1)"} <= rows_labels(build_table(table_records()[:2] + smaller))
+
+
+def rows_labels(table):
+    return {label for label, _ in rows_by(table)}
+
+
 @pytest.mark.parametrize("text, values", [("1:5", [1, 2, 3, 4, 5]), ("2:10:4", [2, 6, 10]), ("5,10,20", [5, 10, 20]),
                                           ("0.1:0.5:0.2", [0.1, 0.3, 0.5]), ("3", [3]), ("0.3,1", [0.3, 1])])
 def test_parse_values(text, values):
