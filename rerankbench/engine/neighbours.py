@@ -120,8 +120,11 @@ def build_knn_graph(features: torch.Tensor, k: int, show_progress: bool = False,
 
 
 def _whole_row(features: torch.Tensor, row: int) -> torch.Tensor:
-    """Row `row` of X X^T, itself first (its similarity set to +inf)."""
-    similarity = features[row] @ features.T
+    """Row `row` of X X^T, itself first (its similarity set to +inf), from a product of at least 16
+    rows: a one-row product (GEMV) may round a column differently from the blocks' GEMM, and on
+    Intel's MKL even two equal columns differently by their position (measured, 3 December 2026)."""
+    lo = max(0, min(row, len(features) - 16))
+    similarity = (features[lo:lo + 16] @ features.T)[row - lo]
     similarity[row] = math.inf
     return similarity
 

@@ -29,7 +29,12 @@ product, as there). Mirrored from below, {j : f(c_ij) <= h(c_min) + 2 A_i} holds
 the least s (farthest[i]). s itself comes from the same fp32 sgemm as the exact graph's, for a group of at least 16 rows against the union of their
 pools (its value for a pair does not depend on the block: row_shards.padded); CLOSE is applied as
 there. A pool is as large as the data make it (a row of many near-ties re-scores many columns), so
-the result never depends on the bound being tight, only on its being true. Groups are re-scored
+the result never depends on the bound being tight, only on its being true. The identity also
+rests on the fp32 sgemm giving a pair the same value whatever the other columns of the product:
+true of MKL on AMD CPUs, not of its AVX512 path on Intel ones (`layout_independent()`), where the
+screened graph's lists are the exact graph's but its distances may differ in the last bit
+(Market-1501 twin at 0.02: lists equal, 1,545 of 3,850 distances one ulp apart; 3 December 2026).
+Groups are re-scored
 side by side, one thread each. Pays where bf16 products are fast (CUDA, CPUs with AMX or
 AVX512-BF16: README, Benchmarks); on an AVX2 CPU oneDNN runs them 5 to 8x slower than fp32, so
 `exact` uses the plain fp32 build unless asked.
@@ -51,6 +56,18 @@ U = 2.0 ** -8  # bf16's unit roundoff
 BLOCK_BYTES = 192 << 20  # one block of cheap (bf16) products, kept for its rows' re-scoring
 COLUMNS = 8192  # columns per cheap product
 GROUP = 16  # rows re-scored together (the least that gives the exact graph's sgemm values)
+
+
+def layout_independent(device: str = "cpu") -> bool:
+    """Whether this host's fp32 products give each pair of rows the same value in a product with
+    other columns as in one with all of them (the exact graph's), which the identity needs."""
+    generator = torch.Generator().manual_seed(0)
+    for rows, dim, step in ((500, 2048, 7), (3000, 2048, 13), (500, 256, 7)):
+        x = torch.nn.functional.normalize(torch.randn(rows, dim, generator=generator), dim=1).to(device)
+        columns = torch.arange(1, rows, step, device=device)
+        if not torch.equal((x[:16] @ x.T)[:, columns], x[:16] @ x[columns].T):
+            return False
+    return True
 
 
 def rounding_bounds(features: torch.Tensor, cheap: torch.Tensor) -> torch.Tensor:

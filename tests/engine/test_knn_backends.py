@@ -34,9 +34,11 @@ def test_flat_is_the_brute_force_graph():
     x = _clustered()
     graph, found = parse_knn("flat").build(torch.from_numpy(x), 15)
     want, want_d = brute_force(x, 15)
-    np.testing.assert_array_equal(graph.indices, want)
-    np.testing.assert_allclose(graph.distances, want_d, atol=1e-5)
     s = x.astype(np.float64) @ x.astype(np.float64).T
+    rows, ranks = np.nonzero(graph.indices != want)  # only near-ties fp32 cannot order may swap
+    np.testing.assert_allclose(s[rows, graph.indices[rows, ranks]], s[rows, want[rows, ranks]], atol=1e-6)
+    assert len(rows) <= 4
+    np.testing.assert_allclose(graph.distances, want_d, atol=1e-5)
     np.testing.assert_allclose(graph.farthest, np.sqrt(np.maximum(2 - 2 * s.min(1), 0)), atol=1e-5)
     assert found == {}
 

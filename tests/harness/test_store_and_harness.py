@@ -152,7 +152,7 @@ def test_harness_rerun_skips_then_force_reruns(first_run):
 
 
 def test_harness_time_limit_gives_failed_records(tmp_path):
-    written = run_benchmark(["market1501"], METHODS, RunOptions(results=str(tmp_path), time_limit=0.001, **OPTIONS),
+    written = run_benchmark(["market1501"], METHODS, RunOptions(results=str(tmp_path), time_limit=1e-6, **OPTIONS),
                             log=lambda _: None)
     assert [r["method"] for r in written] == ["baseline", "aqe"]
     for record in written:

@@ -181,8 +181,13 @@ def test_matches_plain_dense_reference(sets, data, method, params, device):
     got = rerankbench.rerank(method, fs, device=device, **params)
     assert got.shape == (fs.num_query, fs.num_gallery) and got.dtype == np.float32
     assert_distances_close(got, want)
-    # identical ranking: the metrics of both are exactly equal
-    assert rerankbench.evaluate(got, fs) == rerankbench.evaluate(want.astype(np.float32), fs)
+    # identical ranking up to the reference's own near-ties (two images within 1e-6 of each other:
+    # which comes first is the last bit's choice, and BLAS paths differ there, e.g. Intel's MKL):
+    # every step of our order is a step of the reference's, and without such ties the metrics are equal
+    order = np.argsort(got, axis=1, kind="stable")
+    assert np.diff(np.take_along_axis(np.asarray(want, np.float64), order, 1), axis=1).min() >= -1e-6
+    if np.array_equal(order, np.argsort(want.astype(np.float32), axis=1, kind="stable")):
+        assert rerankbench.evaluate(got, fs) == rerankbench.evaluate(want.astype(np.float32), fs)
 
 
 def test_gnn_on_vehicleid_defaults_propagates_over_k1_neighbours_and_records_it(vehicleid_twin):

@@ -25,17 +25,19 @@ def sha(*arrays) -> str:
     return digest.hexdigest()[:16]
 
 
-@pytest.mark.parametrize("name, scale, digest", [("market1501", 0.02, "d982b078138f7b65"),
-                                                 ("vehicleid_small", 0.05, "60e410a1a5ded7c6"),
-                                                 ("veri776", 0.02, "9e0d8cfedae64f31")])
-def test_terms_off_give_the_twins_of_before_them_to_the_bit(name, scale, digest, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, scale, digests", [("market1501", 0.02, ("d982b078138f7b65", "f224f9199514cd38")),
+                                                  ("vehicleid_small", 0.05, ("60e410a1a5ded7c6", "1f7eb0f36fbe022d")),
+                                                  ("veri776", 0.02, ("9e0d8cfedae64f31", "a375c959dd3ad83a"))])
+def test_terms_off_give_the_twins_of_before_them_to_the_bit(name, scale, digests, tmp_path, monkeypatch):
     # digests of query, gallery (300 distractors added) and train taken with the generator
-    # before the newer terms (commit e33d89b), of the registered models (an adopted fit turns them on)
+    # before the newer terms (commit e33d89b), of the registered models (an adopted fit turns them on);
+    # one per MKL code path: AMD CPUs (and MKL_CBWR=COMPATIBLE anywhere), then Intel's AVX512 one,
+    # whose exp rounds differently in the last bit (both taken at e33d89b, 3 December 2026)
     import rerankbench.twins.fitted as fitted
     monkeypatch.setattr(fitted, "FITS_FILE", tmp_path / "none.json")  # no fit adopted, of test or train splits
     dataset = datasets()[name]
     fs = dataset.load(scale=scale, dim=64, with_train=True, distractors=300)
-    assert sha(fs.query.features, fs.gallery.features, fs.train.features) == digest
+    assert sha(fs.query.features, fs.gallery.features, fs.train.features) in digests
 
 
 def parts_of(model: TwinModel, ids=64, images=512, cameras=6, dim=256, seed=0, tag="t"):
