@@ -5,10 +5,18 @@ serve as independent references in the tests.
 """
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import os
 
-from rerankbench.features.featureset import FeatureSet, Split
+# One thread for torch and MKL in the tests and the processes they start, set before torch loads:
+# with two, Intel's MKL splits fp32 products between the threads differently from run to run (the
+# last bits: 2 of 10 rebuilds of a twin's distances differed, 3 December 2026), and near-ties turn
+# that into metric differences between runs that the tests compare to the digit.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from rerankbench.features.featureset import FeatureSet, Split  # noqa: E402
 
 
 def make_featureset(num_query: int = 30, num_gallery: int = 200, dim: int = 16, num_ids: int = 10,
