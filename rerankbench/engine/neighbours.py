@@ -119,12 +119,20 @@ def build_knn_graph(features: torch.Tensor, k: int, show_progress: bool = False,
     return KnnGraph(candidates.cpu().numpy(), distance.cpu().numpy(), euclidean_from_similarity(lowest).cpu().numpy())
 
 
+def padded(lo: int, hi: int, total: int, least: int = 16) -> slice:
+    """Rows lo..hi widened to at least `least` rows of X (as widened, for a contiguous range)."""
+    if hi - lo >= least or total <= hi - lo:
+        return slice(lo, hi)
+    start = max(0, min(lo, total - least))
+    return slice(start, max(hi, min(total, start + least)))
+
+
 def _whole_row(features: torch.Tensor, row: int) -> torch.Tensor:
     """Row `row` of X X^T, itself first (its similarity set to +inf), from a product of at least 16
-    rows: a one-row product (GEMV) may round a column differently from the blocks' GEMM, and on
-    Intel's MKL even two equal columns differently by their position (measured, 3 December 2026)."""
-    lo = max(0, min(row, len(features) - 16))
-    similarity = (features[lo:lo + 16] @ features.T)[row - lo]
+    rows (`padded`): a one-row product (GEMV) may round a column differently from the blocks' GEMM,
+    and on Intel's MKL even two equal columns differently by their position (measured, 3 December 2026)."""
+    rows = padded(row, row + 1, len(features))
+    similarity = (features[rows] @ features.T)[row - rows.start]
     similarity[row] = math.inf
     return similarity
 

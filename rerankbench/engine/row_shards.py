@@ -19,7 +19,8 @@ import math
 import numpy as np
 import torch
 
-from .neighbours import CLOSE, GRAPH_BLOCK_BYTES, TIE_MARGIN, KnnGraph, _exact_near, _merge, _top, _whole_row, euclidean_from_similarity
+from .neighbours import (CLOSE, GRAPH_BLOCK_BYTES, TIE_MARGIN, KnnGraph, _exact_near, _merge, _top, _whole_row,
+                         euclidean_from_similarity, padded)
 
 
 CHUNK_ROWS = 4096  # rows whose lists are computed together: one side of a GRAPH_BLOCK_BYTES block of products
@@ -74,14 +75,6 @@ def widened(rows: np.ndarray, total: int, least: int = 16) -> np.ndarray:
         return rows
     others = np.setdiff1d(np.arange(min(total, least + len(rows))), rows)
     return np.concatenate([rows, others[:least - len(rows)]])
-
-
-def padded(lo: int, hi: int, total: int, least: int = 16) -> slice:
-    """Rows lo..hi widened to at least `least` rows of X (as widened, for a contiguous range)."""
-    if hi - lo >= least or total <= hi - lo:
-        return slice(lo, hi)
-    start = max(0, min(lo, total - least))
-    return slice(start, max(hi, min(total, start + least)))
 
 
 def shard_bounds(total: int, shards: int) -> list[tuple[int, int]]:

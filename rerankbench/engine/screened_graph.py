@@ -27,7 +27,7 @@ bf16, and the pool sorted by (s desc, column asc) begins with the exact list (a 
 more columns at s >= s_(K) is the exact graph's crowded row and sorted whole from its one-row
 product, as there). Mirrored from below, {j : f(c_ij) <= h(c_min) + 2 A_i} holds the column of
 the least s (farthest[i]). s itself comes from the same fp32 sgemm as the exact graph's, for a group of at least 16 rows against the union of their
-pools (its value for a pair does not depend on the block: row_shards.padded); CLOSE is applied as
+pools (its value for a pair does not depend on the block: neighbours.padded); CLOSE is applied as
 there. A pool is as large as the data make it (a row of many near-ties re-scores many columns), so
 the result never depends on the bound being tight, only on its being true. The identity also
 rests on the fp32 sgemm giving a pair the same value whatever the other columns of the product:
@@ -49,8 +49,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from .neighbours import CLOSE, TIE_MARGIN, KnnGraph, _exact_near, _whole_row, euclidean_from_similarity
-from .row_shards import padded
+from .neighbours import CLOSE, TIE_MARGIN, KnnGraph, _exact_near, _whole_row, euclidean_from_similarity, padded
 
 U = 2.0 ** -8  # bf16's unit roundoff
 BLOCK_BYTES = 192 << 20  # one block of cheap (bf16) products, kept for its rows' re-scoring
