@@ -20,9 +20,7 @@ from rerankbench.harness.store import ResultsStore, StoreError
 from rerankbench.runtime.files import RebuiltCache
 
 ROOT = Path(__file__).resolve().parents[2]
-# one thread: Intel's MKL splits fp32 products between two threads differently from run to run (last
-# bits), which near-ties turn into metric differences; these tests are about the results folder
-TWIN = ["--datasets", "market1501", "--scale", "0.02", "--dim", "32", "--no-progress", "--threads", "1"]
+TWIN = ["--datasets", "market1501", "--scale", "0.02", "--dim", "32", "--no-progress"]  # one thread: conftest.py
 TINY_ACP = {"layers": 1, "heads": 2, "slots": 2, "d_memory": 4, "d": 8, "epochs": 1, "epoch_size": 48}
 
 
@@ -49,7 +47,7 @@ def test_two_runs_into_one_folder_at_once(tmp_path):
     generate the twin and the shared steps at the same moment unless something stops them (at
     scale 0.3 the steps last long enough that without locks the runs collided 3 times in 3)."""
     commands = [[sys.executable, "-m", "rerankbench", "run", "--methods", methods, "--datasets", "market1501",
-                 "--scale", "0.3", "--results", str(tmp_path), "--no-progress", "--threads", "1"]  # see TWIN
+                 "--scale", "0.3", "--results", str(tmp_path), "--no-progress"]
                 for methods in ("baseline,aqe", "k_reciprocal,sca")]
     processes = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for command in commands]
@@ -62,7 +60,7 @@ def test_two_runs_into_one_folder_at_once(tmp_path):
     # what the two made together is what one run makes alone
     alone = tmp_path / "alone"
     assert main(["run", "--methods", "baseline,aqe,k_reciprocal,sca", "--datasets", "market1501", "--scale", "0.3",
-                 "--results", str(alone), "--no-progress", "--threads", "1"]) == 0
+                 "--results", str(alone), "--no-progress"]) == 0
     assert metrics(tmp_path) == metrics(alone)
 
 
