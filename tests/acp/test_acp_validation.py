@@ -91,12 +91,13 @@ def test_training_never_sees_held_out_identities_and_keeps_its_best_epoch(train_
 
 
 def test_without_validation_models_keep_their_names():
-    # the digest of ACP-Basic's default recipe in results/default_run (checkpoint .../market1501-a2bcef7d71-e03ddc6235-seed0/)
+    # the digest of ACP-Basic's default recipe in results/default_run (checkpoint .../market1501-ba095a5765-e03ddc6235-seed0/
+    # on an Intel host since Market-1501's train fit was adopted)
     fs = registry.datasets()["market1501"].load(scale=0.1, seed=0, with_train=True)
     config, settings, seed = registry.method("acp").recipe(fs)
     assert settings.validation == 0
     # the train split's fingerprint, then the recipe's digest: the train twin's bytes follow the host's
-    # MKL code path (a2bcef7d71 on AMD CPUs), the recipe's digest does not
+    # MKL code path, the recipe's digest does not
     assert model_name("market1501", fs.train, config, settings, seed) == f"market1501-{fs.train.fingerprint[:10]}-e03ddc6235-seed0"
     config, checked, seed = registry.method("acp", validation=0.1).recipe(fs)
     assert checked.validation == 0.1 and checked.validation_length == 21  # Market-1501's k1 = N/C
