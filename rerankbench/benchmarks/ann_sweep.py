@@ -5,10 +5,13 @@ once on the whole twin. For each value of its search setting (efSearch for hnsw,
 a seeded sample of rows (knn_backends.recall_rows, as every record's knn_recall) is searched as
 the graph searches every row (its K + 1 nearest, and its farthest through -x), their lists are
 put in the exact graph's conventions (ordered_neighbours) and compared with their exact top K:
-recall@K. Searches are per row, so the whole graph's search time is projected as the sample's
-x T / rows; build plus that is set against the exact graph, timed on the same rows in the same
-run (plain fp32 and bf16-screened). The recall-time curve of ANN-Benchmarks (Aumueller et al.,
-Information Systems 2020), for one twin; a setting it picks is then run whole through `run --knn`.
+recall@K, and where the misses fall: the share of each row's exact first 10 (itself included, as
+in recall@K) found anywhere in its list, and how much farther its K-th found neighbour is than its
+exact K-th (the median over rows; 0 when the lists differ only among ties at the tail). Searches
+are per row, so the whole graph's search time is projected as the sample's x T / rows; build
+plus that is set against the exact graph, timed on the same rows in the same run (plain fp32 and
+bf16-screened). The recall-time curve of ANN-Benchmarks (Aumueller et al., Information Systems
+2020), for one twin; a setting it picks is then run whole through `run --knn`.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import numpy as np
 import torch
 
 from ..engine.knn_backends import faiss_index, ordered_neighbours, overlap, parse_knn, recall_rows
-from ..engine.neighbours import build_knn_graph, nearest_among
+from ..engine.neighbours import build_knn_graph, euclidean_from_similarity, nearest_among
 from ..engine.registry import datasets
 from ..engine.screened_graph import build_screened_graph
 from ..features.featureset import unit_rows
@@ -27,6 +30,7 @@ from ..harness.provenance import describe
 from .report_files import machine_line, write_report
 
 SWEPT = {"hnsw": "efSearch", "ivf": "nprobe"}  # the search setting of each approximate backend
+HEAD = 10  # the exact list's first neighbours whose recall says whether misses are only at the tail
 
 
 def run(dataset: str, backend: str, values: list[int], settings: list[str] | None = None, scale: float = 1.0,
@@ -56,7 +60,8 @@ def run(dataset: str, backend: str, values: list[int], settings: list[str] | Non
                                              and np.array_equal(graphs["screened"].distances, graphs["exact"].distances))
     del graphs
     rows = recall_rows(total, sample)
-    exact, _, _ = nearest_among(x, rows, np.arange(total), k)
+    exact, exact_distances, _ = nearest_among(x, rows, np.arange(total), k)
+    head = min(HEAD, k)
     import faiss
     faiss.omp_set_num_threads(torch.get_num_threads())
     points = np.ascontiguousarray(x.numpy(), dtype=np.float32)
@@ -75,14 +80,17 @@ def run(dataset: str, backend: str, values: list[int], settings: list[str] | Non
         index.search(-block, 1)
         seconds = time.perf_counter() - start
         own = torch.as_tensor(rows)
-        _, lists = ordered_neighbours(x, own, torch.as_tensor(found), k)
-        point = {swept: value, "recall": overlap(lists.numpy(), exact), "sample_search_s": seconds,
+        similarities, lists = ordered_neighbours(x, own, torch.as_tensor(found), k)
+        kth = euclidean_from_similarity(similarities[:, -1]).numpy()
+        point = {swept: value, "recall": overlap(lists.numpy(), exact),
+                 "head_recall": overlap(lists.numpy(), exact[:, :head]),
+                 "kth_gap": float(np.median(kth - exact_distances[:, -1])), "sample_search_s": seconds,
                  "search_s": seconds * total / len(rows)}
         point["total_s"] = figures["build_s"] + point["search_s"]
         point["speedup"] = figures["exact_s"] / point["total_s"]
         curve.append(point)
-        log(f"{swept} {value}: recall@{k} {point['recall']:.4f}, search {point['search_s']:.1f} s (projected), "
-            f"{point['speedup']:.2f}x exact")
+        log(f"{swept} {value}: recall@{k} {point['recall']:.4f} (first {head}: {point['head_recall']:.4f}), "
+            f"search {point['search_s']:.1f} s (projected), {point['speedup']:.2f}x exact")
     figures["curve"] = curve
     setting_text = " ".join(f"--param {s}" for s in settings or [])
     lines = [f"# {backend} kNN graph on the {dataset} twin: recall@K against time (scale {scale}, "
@@ -92,11 +100,15 @@ def run(dataset: str, backend: str, values: list[int], settings: list[str] | Non
              f"{figures['exact_s']:.1f} s" + (f" (bf16-screened: {figures['screened_s']:.1f} s, identical: "
                                               f"{figures['screened_identical']})" if screened else "") + ".",
              f"Recall@{k} on {len(rows):,} seeded rows against their exact lists; whole-graph search time "
-             f"projected from theirs (x {total / len(rows):.1f}).", "",
-             f"| {swept} | recall@K | search, projected (s) | build + search (s) | speed-up over exact |",
-             "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {p[swept]} | {p['recall']:.4f} | {p['search_s']:.1f} | {p['total_s']:.1f} | {p['speedup']:.2f}x |"
-              for p in curve]
+             f"projected from theirs (x {total / len(rows):.1f}). Where the misses fall: the share of each row's "
+             f"exact first {head} found in its list, and how much farther (Euclidean, unit rows; the median over "
+             f"rows) its K-th found neighbour is than its exact K-th, whose own median is "
+             f"{float(np.median(exact_distances[:, -1])):.4f}.", "",
+             f"| {swept} | recall@K | recall of the first {head} | K-th distance, found - exact | "
+             "search, projected (s) | build + search (s) | speed-up over exact |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {p[swept]} | {p['recall']:.4f} | {p['head_recall']:.4f} | {p['kth_gap']:.4f} | {p['search_s']:.1f} "
+              f"| {p['total_s']:.1f} | {p['speedup']:.2f}x |" for p in curve]
     lines += ["", f"Command: python -m rerankbench ann-sweep --dataset {dataset} --scale {scale} --k {k} "
               f"--backend {backend} {setting_text + ' ' if setting_text else ''}--values "
               f"{','.join(map(str, values))}" + (f" --sample {sample}" if sample != 2000 else "")

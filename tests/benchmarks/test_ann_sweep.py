@@ -27,7 +27,12 @@ def test_sweep_recall_is_the_built_graphs_recall(tmp_path):
         assert point["recall"] == found["knn_recall"]
         assert point["speedup"] == pytest.approx(figures["exact_s"] / (figures["build_s"] + point["search_s"]))
     assert figures["curve"][-1]["recall"] == 1.0  # every list probed
+    assert figures["curve"][-1]["head_recall"] == 1.0
+    assert figures["curve"][-1]["kth_gap"] == pytest.approx(0.0, abs=1e-6)  # the same lists (fp32 products of two paths)
     assert figures["curve"][0]["recall"] < 1.0
+    for point in figures["curve"]:  # no K-list's farthest is nearer than the exact K-th neighbour
+        assert point["kth_gap"] >= -1e-6 and 0.0 <= point["head_recall"] <= 1.0
+    assert figures["curve"][0]["kth_gap"] > 0.0  # a coarse probe misses neighbours and takes farther ones
 
 
 def test_sweep_command_writes_its_report(tmp_path):
