@@ -24,20 +24,19 @@ largest s is at least that, and every column with s >= s_(K) has h(c) >= s - A >
 So the pool {j : h(c_ij) >= f(c_(K)) - 2 A_i} holds every column of the exact list and every column
 tied with its last; it is found by one comparison of the bf16 values with that edge rounded down to
 bf16, and the pool sorted by (s desc, column asc) begins with the exact list (a row with K + 8 or
-more columns at s >= s_(K) is the exact graph's crowded row and sorted whole from its one-row
-product, as there). Mirrored from below, {j : f(c_ij) <= h(c_min) + 2 A_i} holds the column of
-the least s (farthest[i]). s itself comes from the same fp32 sgemm as the exact graph's, for a group of at least 16 rows against the union of their
-pools (its value for a pair does not depend on the block: neighbours.padded); CLOSE is applied as
-there. A pool is as large as the data make it (a row of many near-ties re-scores many columns), so
+more columns at s >= s_(K) is the exact graph's crowded row and sorted whole from its whole row
+of X X^T, as there: neighbours._whole_row). Mirrored from below, {j : f(c_ij) <= h(c_min) + 2 A_i}
+holds the column of the least s (farthest[i]). s itself comes from the same fp32 sgemm as the
+exact graph's, for a group of at least 16 rows against the union of their pools (its value for a
+pair does not depend on the block: neighbours.padded); CLOSE is applied as there. A pool is as large as the data make it (a row of many near-ties re-scores many columns), so
 the result never depends on the bound being tight, only on its being true. The identity also
 rests on the fp32 sgemm giving a pair the same value whatever the other columns of the product:
 true of MKL on AMD CPUs, not of its AVX512 path on Intel ones (`layout_independent()`), where the
 screened graph's lists are the exact graph's but its distances may differ in the last bit
 (Market-1501 twin at 0.02: lists equal, 1,545 of 3,850 distances one ulp apart; 3 December 2026).
-Groups are re-scored
-side by side, one thread each. Pays where bf16 products are fast (CUDA, CPUs with AMX or
-AVX512-BF16: README, Benchmarks); on an AVX2 CPU oneDNN runs them 5 to 8x slower than fp32, so
-`exact` uses the plain fp32 build unless asked.
+Groups are re-scored side by side, one thread each. Pays where bf16 products are fast (CUDA, CPUs
+with AMX or AVX512-BF16: README, Benchmarks); on an AVX2 CPU oneDNN runs them 5 to 8x slower than
+fp32, so `exact` uses the plain fp32 build unless asked.
 """
 from __future__ import annotations
 
