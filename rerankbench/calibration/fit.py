@@ -44,7 +44,7 @@ class Probe:
 
     def __init__(self, dataset: TwinDataset, scale: float = 1.0, seed: int = 0, dim: int = 2048,
                  max_queries: int = 1000):
-        layout, query_rows, gallery_rows = dataset.test_layout(scale, seed)
+        layout, query_rows, gallery_rows = dataset.test_layout(scale, seed, dataset.model)
         query_rows = np.sort(np.random.default_rng(seed).permutation(query_rows)[:max_queries])
         rows = np.concatenate([query_rows, gallery_rows])
         pieces: dict[str, list] = {}

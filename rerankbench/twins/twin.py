@@ -108,9 +108,11 @@ class TwinDataset:
         """The dataset a test set belongs to ("veriwild" for veriwild_small): they share its train split."""
         return self.name.partition("_")[0]
 
-    def test_layout(self, scale: float, seed: int) -> tuple[Layout, np.ndarray, np.ndarray]:
-        """The test split's layout and which of its rows are queries and which gallery."""
+    def test_layout(self, scale: float, seed: int, model: TwinModel | None = None) -> tuple[Layout, np.ndarray, np.ndarray]:
+        """The test split's layout under `model` (default: the model at `scale`) and which of its
+        rows are queries and which gallery."""
         query, gallery = self.query.scaled(scale), self.gallery.scaled(scale)
+        cameras_per_identity = (model or self.model_at(scale)).cameras_per_identity
         if self.protocol == "vehicleid":
             pool = split_layout(SplitCounts(gallery.ids, query.images + gallery.ids), seed, f"{self.name}/test")
             gallery_rows = one_per_identity(pool.ids, np.random.default_rng(seed))
@@ -118,7 +120,7 @@ class TwinDataset:
         distractors = round(self.distractors * scale)
         test = split_layout(SplitCounts(gallery.ids, query.images + gallery.images - distractors,
                                         max(query.cameras, gallery.cameras)),
-                            seed, f"{self.name}/test", distractors=distractors)
+                            seed, f"{self.name}/test", distractors, cameras_per_identity)
         query_rows = _pick_queries(test.ids, query, np.random.default_rng(seed))
         return test, query_rows, np.setdiff1d(np.arange(len(test.ids)), query_rows)
 
@@ -163,7 +165,7 @@ class TwinDataset:
         """The named splits ("query", "gallery", "train"), freshly generated."""
         made = {}
         if "query" in splits or "gallery" in splits:
-            test, query_rows, gallery_rows = self.test_layout(scale, seed)
+            test, query_rows, gallery_rows = self.test_layout(scale, seed, model)
             features = test.features(model, seed, dim, show_progress)
             for split, rows in (("query", query_rows), ("gallery", gallery_rows)):
                 made[split] = Split(features[rows], test.ids[rows], None if test.cams[0] < 0 else test.cams[rows])
@@ -173,7 +175,8 @@ class TwinDataset:
 
     def train_split(self, scale: float, seed: int, dim: int, model: TwinModel, show_progress: bool = False) -> Split:
         """The family's train split at `scale`, generated afresh from `model` (uncached)."""
-        train = split_layout(self.train.scaled(scale), seed, f"{self.family}/train")
+        train = split_layout(self.train.scaled(scale), seed, f"{self.family}/train",
+                             cameras_per_identity=model.cameras_per_identity)
         return Split(train.features(model, seed, dim, show_progress), train.ids,
                      None if train.cams[0] < 0 else train.cams)
 

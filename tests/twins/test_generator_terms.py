@@ -175,3 +175,15 @@ def test_terms_on_stay_seeded_and_distractors_do_not_depend_on_how_many():
 def test_group_size_must_divide_the_identity_block():
     with pytest.raises(ValueError, match="group_size"):
         TwinModel(noise=0.5, view_share=0.5, group_size=7)
+
+
+def test_cameras_per_identity_spreads_each_identity_over_that_many_cameras():
+    counts = SplitCounts(ids=40, images=2000, cameras=20)  # 50 images an identity
+    for per_identity in (3, 8):
+        layout = split_layout(counts, 0, "test", cameras_per_identity=per_identity)
+        seen = [len(np.unique(layout.cams[layout.ids == i])) for i in np.unique(layout.ids)]
+        assert seen == [per_identity] * 40
+    # the default is today's layout to the bit
+    assert np.array_equal(split_layout(counts, 0, "test").cams, split_layout(counts, 0, "test", cameras_per_identity=3).cams)
+    test, _, _ = datasets()["veri776"].test_layout(0.1, 0, dataclasses.replace(PLAIN, cameras_per_identity=8))
+    assert max(len(np.unique(test.cams[test.ids == i])) for i in np.unique(test.ids)) == 8
