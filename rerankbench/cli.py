@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                            help="with --check: the record set holding the k1 sweeps (default results/sweeps)")
     calibrate.add_argument("--fit-table", action="store_true", help="fit each twin to the paper's whole table (the "
                            "fitted methods' cells and k1 curves) and store the fit in --fits, not adopted")
+    calibrate.add_argument("--table-only", action="store_true", help="with --fit-table: fit Table V's cells alone, "
+                           "without the k1 curves of Figs. 10-11 (4 runs a twin instead of up to 28: a quicker full-scale fit)")
     calibrate.add_argument("--fit-train", action="store_true", help="fit the train split of each twin's family to the "
                            "paper's Table VI (the baseline on the training set), from the test set's model; stored in "
                            "--fits as <family>/train, not adopted")
@@ -452,8 +454,12 @@ def _calibrate(args) -> int:
         return 0
     if args.fit_table or args.fit_train:
         from .calibration.table_command import fit_tables, fit_trains
-        fit = fit_tables if args.fit_table else fit_trains
-        fit(names, args.scale, args.search, args.evaluations, args.terms, args.start, args.set, args.fits, args.command_line)
+        fit_args = (names, args.scale, args.search, args.evaluations, args.terms, args.start, args.set, args.fits,
+                    args.command_line)
+        if args.fit_table:
+            fit_tables(*fit_args, table_only=args.table_only)
+        else:
+            fit_trains(*fit_args)
         if not (args.fit or args.check):
             return 0
     from .calibration.report import run_calibration

@@ -11,13 +11,15 @@ from ..engine.registry import datasets
 from ..harness.provenance import git_commit, versions
 from ..twins.fitted import FITS_FILE, store_fit, stored_model, train_fit_name
 from ..twins.synthetic import TwinModel
-from .table_fit import HELD_OUT, SPACE, FitResult, fit_table, table_cells, twin_metrics
+from .table_fit import FITTED, HELD_OUT, SPACE, FitResult, fit_table, table_cells, twin_metrics
 from .train_fit import TRAIN_TERMS, fit_train
 from .term_ablation import ablation_table
 
 
 def fit_tables(names: list[str], scale: float, search: str, evaluations: int, terms: str | None, start: str,
-               settings: list[str], fits: str | None, command: str) -> None:
+               settings: list[str], fits: str | None, command: str, table_only: bool = False) -> None:
+    """Fit each named twin to its fitted cells (`fitted_cells`; with `table_only`, Table V's alone,
+    without the k1 curves: 4 runs a twin instead of up to 28) and store the fit, not adopted."""
     chosen = terms.split(",") if terms else list(SPACE)
     path = fits or FITS_FILE
     for name in names:
@@ -25,8 +27,9 @@ def fit_tables(names: list[str], scale: float, search: str, evaluations: int, te
         model = _starting_model(dataset.model, name, start, path)
         model = dataclasses.replace(model, **_settings(settings))
         began = time.perf_counter()
-        result = fit_table(dataset, scale, chosen, search, evaluations, start=model)
-        entry = _entry(result, search, chosen, began, command)
+        cells = table_cells(name, FITTED) if table_only else None
+        result = fit_table(dataset, scale, chosen, search, evaluations, start=model, cells=cells)
+        entry = {**_entry(result, search, chosen, began, command), "k1_curves": not table_only}
         held_out = table_cells(name, HELD_OUT)
         predicted = twin_metrics(dataset, result.model, held_out, scale)
         entry["held_out"] = [{"cell": c.label, "paper": c.paper, "twin": round(predicted[c.method, c.params][c.metric], 2)}

@@ -140,3 +140,12 @@ def test_term_ablation_turns_each_term_off_in_turn():
     values = {label: row.split(" | ")[1:] for label, row in zip(labels, rows[2:])}
     assert values["no hard images"] == values["as given"] and values["isotropic identities"] == values["as given"]  # off
     assert values["no common mean"] != values["as given"] and values["one view"] != values["as given"]
+
+
+def test_table_only_fits_table_v_without_the_k1_curves(tmp_path):
+    path = tmp_path / "fits.json"
+    fit_tables(["msmt17"], 0.02, "nelder-mead", 2, "noise", "registered", [], str(path), "cmd", table_only=True)
+    entry = read_fits(path)["msmt17"]["0.02"]
+    assert [row["cell"] for row in entry["cells"]] == [f"{m} {x}" for x in ("cmc1", "map")
+                                                       for m in ("baseline", "aqe", "alpha_qe", "k_reciprocal")]
+    assert entry["k1_curves"] is False
