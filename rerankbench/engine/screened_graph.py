@@ -28,8 +28,9 @@ more columns at s >= s_(K) is the exact graph's crowded row and sorted whole fro
 of X X^T, as there: neighbours._whole_row). Mirrored from below, {j : f(c_ij) <= h(c_min) + 2 A_i}
 holds the column of the least s (farthest[i]). s itself comes from the same fp32 sgemm as the
 exact graph's, for a group of at least 16 rows against the union of their pools (its value for a
-pair does not depend on the block: neighbours.padded); CLOSE is applied as there. A pool is as large as the data make it (a row of many near-ties re-scores many columns), so
-the result never depends on the bound being tight, only on its being true. The identity also
+pair does not depend on the block: neighbours.padded); CLOSE is applied as there. A pool is as
+large as the data make it (a row of many near-ties re-scores many columns), so the result never
+depends on the bound being tight, only on its being true. The identity also
 rests on the fp32 sgemm giving a pair the same value whatever the other columns of the product:
 true of MKL on AMD CPUs, not of its AVX512 path on Intel ones (`layout_independent()`), where the
 screened graph's lists are the exact graph's but its distances may differ in the last bit

@@ -108,7 +108,8 @@ class TwinDataset:
         """The dataset a test set belongs to ("veriwild" for veriwild_small): they share its train split."""
         return self.name.partition("_")[0]
 
-    def test_layout(self, scale: float, seed: int, model: TwinModel | None = None) -> tuple[Layout, np.ndarray, np.ndarray]:
+    def test_layout(self, scale: float, seed: int,
+                    model: TwinModel | None = None) -> tuple[Layout, np.ndarray, np.ndarray]:
         """The test split's layout under `model` (default: the model at `scale`) and which of its
         rows are queries and which gallery."""
         query, gallery = self.query.scaled(scale), self.gallery.scaled(scale)
