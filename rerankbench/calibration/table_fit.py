@@ -40,7 +40,7 @@ SPACE = {  # the continuous terms of TwinModel a fit may move, and their bounds
     "noise": (0.02, 3.0), "view_share": (0.0, 0.9), "quality_spread": (0.0, 1.0),
     "group_similarity": (0.0, 0.97), "group_spread": (0.0, 2.0), "camera_shift": (0.0, 1.5),
     "shared_view": (0.0, 1.5), "view_blend": (0.0, 1.0), "common": (0.0, 2.0), "hard_share": (0.0, 0.6), "hard_signal": (0.05, 1.0),
-    "nuisance": (0.0, 2.0),
+    "nuisance": (0.0, 2.0), "count_spread": (0.0, 1.5),
 }
 
 

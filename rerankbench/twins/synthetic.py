@@ -20,6 +20,10 @@ vector drawn from N(0, I/D) (unit norm in expectation). What each term stands fo
   data: with `view_blend` = b > 0 each image turns a fraction f = b u (u ~ U(0, 1)) of the way
   to the next view, nu = cos(pi f / 2) nu_{i,v} + sin(pi f / 2) nu_{i,v+1} (w_v likewise), so
   an identity's images chain from one view to the next instead of falling into separate sets.
+- how many images: each identity gets one image and a share of the rest; the shares are even by
+  default and, with `count_spread` = sigma > 0, log-normal weights exp(sigma z) per identity:
+  real splits are long-tailed, a few identities filmed often and many seldom (VERI-Wild,
+  MSMT17), so a probe's true matches number from one to several times k1 = N/C.
 - which cameras: each identity is filmed by `cameras_per_identity` of the split's cameras (its
   images go round them), and each camera sees it from one view. A VeRi-776 vehicle passes 2 to
   18 of 20 cameras (Liu et al., ICME 2016), so some camera usually shares the probe's view (an
@@ -111,15 +115,20 @@ class TwinModel:
     nuisance: float = 0.0
     nuisance_rank: int = 32
     cameras_per_identity: int = 3
+    count_spread: float = 0.0
 
 
-def layout(counts: SplitCounts, rng: np.random.Generator, camera_subset: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def layout(counts: SplitCounts, rng: np.random.Generator, camera_subset: int = 3,
+           count_spread: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Identity index (0-based, sorted) and camera of every image of a split.
 
     Every identity gets at least one image; each identity is seen by a few cameras of the
     split, and its images go round them in turn, so it appears in each of them when it can.
+    The images beyond one an identity are shared out evenly, or with log-normal weights
+    exp(count_spread * z) when count_spread > 0 (drawn first, so 0 keeps the even layout to the bit).
     """
-    extra = rng.multinomial(counts.images - counts.ids, np.full(counts.ids, 1.0 / counts.ids))
+    shares = np.exp(count_spread * rng.standard_normal(counts.ids)) if count_spread else np.ones(counts.ids)
+    extra = rng.multinomial(counts.images - counts.ids, shares / shares.sum())
     per_identity = 1 + extra
     identity = np.repeat(np.arange(counts.ids), per_identity)
     if counts.cameras == 0:
@@ -265,12 +274,12 @@ class Layout:
 
 
 def split_layout(counts: SplitCounts, seed: int, tag: str, distractors: int = 0,
-                 cameras_per_identity: int = 3) -> Layout:
-    """A split with identities labelled 1..ids, each seen by `cameras_per_identity` cameras;
-    `distractors` extra images labelled 0, each of an identity seen nowhere else (Market-1501's
-    distractors)."""
+                 cameras_per_identity: int = 3, count_spread: float = 0.0) -> Layout:
+    """A split with identities labelled 1..ids, each seen by `cameras_per_identity` cameras, their
+    images spread by `count_spread` (see `layout`); `distractors` extra images labelled 0, each of
+    an identity seen nowhere else (Market-1501's distractors)."""
     rng = np.random.default_rng(_seed(seed, tag + "/layout"))
-    identity, camera = layout(counts, rng, cameras_per_identity)
+    identity, camera = layout(counts, rng, cameras_per_identity, count_spread)
     pieces, ids = [(tag, identity, camera)], [identity + 1]
     if distractors:
         lone_identity, lone_camera = layout(SplitCounts(distractors, distractors, counts.cameras), rng)

@@ -113,15 +113,16 @@ class TwinDataset:
         """The test split's layout under `model` (default: the model at `scale`) and which of its
         rows are queries and which gallery."""
         query, gallery = self.query.scaled(scale), self.gallery.scaled(scale)
-        cameras_per_identity = (model or self.model_at(scale)).cameras_per_identity
+        model = model or self.model_at(scale)
         if self.protocol == "vehicleid":
-            pool = split_layout(SplitCounts(gallery.ids, query.images + gallery.ids), seed, f"{self.name}/test")
+            pool = split_layout(SplitCounts(gallery.ids, query.images + gallery.ids), seed, f"{self.name}/test",
+                                count_spread=model.count_spread)
             gallery_rows = one_per_identity(pool.ids, np.random.default_rng(seed))
             return pool, np.setdiff1d(np.arange(len(pool.ids)), gallery_rows), gallery_rows
         distractors = round(self.distractors * scale)
         test = split_layout(SplitCounts(gallery.ids, query.images + gallery.images - distractors,
                                         max(query.cameras, gallery.cameras)),
-                            seed, f"{self.name}/test", distractors, cameras_per_identity)
+                            seed, f"{self.name}/test", distractors, model.cameras_per_identity, model.count_spread)
         query_rows = _pick_queries(test.ids, query, np.random.default_rng(seed))
         return test, query_rows, np.setdiff1d(np.arange(len(test.ids)), query_rows)
 
@@ -177,7 +178,7 @@ class TwinDataset:
     def train_split(self, scale: float, seed: int, dim: int, model: TwinModel, show_progress: bool = False) -> Split:
         """The family's train split at `scale`, generated afresh from `model` (uncached)."""
         train = split_layout(self.train.scaled(scale), seed, f"{self.family}/train",
-                             cameras_per_identity=model.cameras_per_identity)
+                             cameras_per_identity=model.cameras_per_identity, count_spread=model.count_spread)
         return Split(train.features(model, seed, dim, show_progress), train.ids,
                      None if train.cams[0] < 0 else train.cams)
 

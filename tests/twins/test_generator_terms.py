@@ -187,3 +187,18 @@ def test_cameras_per_identity_spreads_each_identity_over_that_many_cameras():
     assert np.array_equal(split_layout(counts, 0, "test").cams, split_layout(counts, 0, "test", cameras_per_identity=3).cams)
     test, _, _ = datasets()["veri776"].test_layout(0.1, 0, dataclasses.replace(PLAIN, cameras_per_identity=8))
     assert max(len(np.unique(test.cams[test.ids == i])) for i in np.unique(test.ids)) == 8
+
+
+def test_count_spread_gives_long_tailed_images_per_identity():
+    counts = SplitCounts(ids=2000, images=30000, cameras=10)  # 15 images an identity on average
+    even = split_layout(counts, 0, "test")
+    spread = split_layout(counts, 0, "test", count_spread=0.8)
+    assert np.array_equal(even.ids, split_layout(counts, 0, "test", count_spread=0.0).ids)  # 0: today's layout
+    per_identity = np.bincount(spread.ids)[1:]
+    assert len(spread.ids) == 30000 and per_identity.min() >= 1
+    # even shares: Poisson-like, coefficient of variation about 1/sqrt(14) = 0.27; log-normal
+    # weights with sigma 0.8 add sqrt(exp(0.64) - 1) = 0.90 of their own
+    assert np.std(np.bincount(even.ids)[1:]) / 15 < 0.35 < 0.8 < np.std(per_identity) / 15 < 1.1
+    assert np.array_equal(spread.ids, split_layout(counts, 0, "test", count_spread=0.8).ids)  # seeded
+    test, _, _ = datasets()["veriwild_small"].test_layout(0.1, 0, dataclasses.replace(PLAIN, count_spread=0.8))
+    assert np.bincount(test.ids).max() > 4 * len(test.ids) / len(np.unique(test.ids))
