@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 
@@ -126,8 +127,9 @@ def test_only_adopted_fits_change_a_twin_and_scales_between_are_interpolated(tmp
     assert market.load(0.02, dim=32, model=market.model).fingerprint == plain.fingerprint
     fits["market1501"]["1"]["model"]["identity_rank"] = 4  # scales are keyed as %g writes them
     path.write_text(json.dumps(fits))
-    with pytest.raises(ValueError, match="differ in identity_rank"):
-        market.model_at(0.3)
+    # integer terms are not interpolated: the nearer fit's in log(scale)
+    assert market.model_at(0.3).identity_rank == 8 and market.model_at(0.35).identity_rank == 4
+    assert market.model_at(0.3).noise == pytest.approx(0.2 + 1.0 * math.log(3) / math.log(10))
 
 
 def test_term_ablation_turns_each_term_off_in_turn():
