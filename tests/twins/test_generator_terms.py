@@ -11,7 +11,7 @@ import torch
 
 from rerankbench.engine.registry import datasets
 from rerankbench.twins.distractors import distractor_blocks
-from rerankbench.twins.synthetic import SplitCounts, TwinModel, combine, split_layout
+from rerankbench.twins.synthetic import SplitCounts, TwinModel, _seed, combine, split_layout
 
 PLAIN = TwinModel(noise=0.0, view_share=0.0, camera_shift=0.0)
 ALL_TERMS = dict(group_spread=1.0, identity_rank=16, scenes=5, shared_view=0.4, view_blend=0.7, common=0.5, hard_share=0.2,
@@ -193,7 +193,8 @@ def test_count_spread_gives_long_tailed_images_per_identity():
     counts = SplitCounts(ids=2000, images=30000, cameras=10)  # 15 images an identity on average
     even = split_layout(counts, 0, "test")
     spread = split_layout(counts, 0, "test", count_spread=0.8)
-    assert np.array_equal(even.ids, split_layout(counts, 0, "test", count_spread=0.0).ids)  # 0: today's layout
+    today = np.random.default_rng(_seed(0, "test/layout")).multinomial(28000, np.full(2000, 1 / 2000)) + 1
+    assert np.array_equal(np.bincount(even.ids)[1:], today)  # 0: the even layout to the bit
     per_identity = np.bincount(spread.ids)[1:]
     assert len(spread.ids) == 30000 and per_identity.min() >= 1
     # even shares: Poisson-like, coefficient of variation about 1/sqrt(14) = 0.27; log-normal
