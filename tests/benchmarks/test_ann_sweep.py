@@ -18,12 +18,13 @@ pytest.importorskip("faiss")
 
 
 def test_sweep_recall_is_the_built_graphs_recall(tmp_path):
-    figures = run("market1501", "ivf", [1, 3, 12], ["nlist=12"], scale=0.02, k=10, sample=150, screened=False,
+    # 6 lists of about 64 of the 385 images, K = 40: one probed list cannot hold most rows' 40 nearest
+    figures = run("market1501", "ivf", [1, 2, 6], ["nlist=6"], scale=0.02, k=40, sample=150, screened=False,
                   output=tmp_path, log=lambda *_: None)
     x = unit_rows(torch.from_numpy(datasets()["market1501"].load(scale=0.02).stacked()))
-    assert figures["rows"] == len(x) and figures["params"]["nlist"] == 12
+    assert figures["rows"] == len(x) and figures["params"]["nlist"] == 6
     for point in figures["curve"]:
-        _, found = parse_knn("ivf", {"nlist": 12, "nprobe": point["nprobe"], "recall_rows": 150}).build(x, 10)
+        _, found = parse_knn("ivf", {"nlist": 6, "nprobe": point["nprobe"], "recall_rows": 150}).build(x, 40)
         assert point["recall"] == found["knn_recall"]
         assert point["speedup"] == pytest.approx(figures["exact_s"] / (figures["build_s"] + point["search_s"]))
     assert figures["curve"][-1]["recall"] == 1.0  # every list probed
@@ -32,7 +33,7 @@ def test_sweep_recall_is_the_built_graphs_recall(tmp_path):
     assert figures["curve"][0]["recall"] < 1.0
     for point in figures["curve"]:  # no K-list's farthest is nearer than the exact K-th neighbour
         assert point["kth_gap"] >= -1e-6 and 0.0 <= point["head_recall"] <= 1.0
-    assert figures["curve"][0]["kth_gap"] > 0.0  # a coarse probe misses neighbours and takes farther ones
+    assert figures["curve"][0]["kth_gap"] > 0.0  # most rows miss neighbours and take farther ones (a median)
 
 
 def test_sweep_command_writes_its_report(tmp_path):
