@@ -62,7 +62,7 @@ def _test_set(size: str, ids: int, query_cams: int, gallery_images: int, gallery
     return TwinDataset(
         name=f"veriwild_{size}", title=f"VERI-Wild ({size})", reference="Lou et al., CVPR 2019",
         train=TRAIN, query=SplitCounts(ids, ids, query_cams), gallery=SplitCounts(ids, gallery_images, gallery_cams),
-        model=TwinModel(noise=noise, view_share=view_share), train_model=TRAIN_MODEL,
+        model=TwinModel(noise=noise, view_share=view_share), train_model=TRAIN_MODEL, k_override=K1,
         released=ReleasedLayout(partial(read_released, vehicles=ids), VEHICLE_SIZE))
 
 
@@ -70,6 +70,11 @@ def _test_set(size: str, ids: int, query_cams: int, gallery_images: int, gallery
 # medium's lie between them (interpolated, then checked: docs/calibration.md). The three test
 # sets share one train split, made from the large test set's model as it is: the paper's backbone
 # underfits this dataset's large training set (Table VI), so its train split is not easier.
+# k1 = 25, not Table IV's N/C (13): Table V's VERI-Wild small cells lie on Fig. 11's k1 curves at
+# about 25 and not at 13 (AQE 85.41 / 71.64 against the curve's 85.71 CMC@1 at k1 = 24 and about
+# 90.5 / 77.8 at 13; alpha-QE's and ACP's likewise), and the paper runs VERI-Wild at 25 in Tables
+# III and VII. docs/twins_fitting_notes.md, "VERI-Wild's k1".
+K1 = 25
 TRAIN_MODEL = TwinModel(noise=1.0534, view_share=0.7875)
 DATASETS = [_test_set("small", 3000, 105, 38861, 146, noise=0.8725, view_share=0.7703),
             _test_set("medium", 5000, 113, 64389, 153, noise=0.95, view_share=0.78),
