@@ -18,7 +18,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from ..engine.registry import DATASET_ORDER, methods, rank_in
+from ..engine.registry import DATASET_ORDER, datasets, methods, rank_in
+from ..engine.reranker import DATA_DEPENDENT
 from ..reports.paper import paper_k1_curves
 from ..twins.synthetic import TwinModel
 from ..twins.twin import GENERATOR_VERSION
@@ -96,7 +97,7 @@ def table_check(records: list[dict], names: list[str]) -> list[CheckedCell]:
     see `current`): the newest record at default parameters of each method."""
     newest = {}
     for record in records:
-        if record.get("overrides", {}) == {}:
+        if at_defaults(record, datasets()[record["dataset"]].default_k):
             newest[record["dataset"], record["method"]] = record
     checked = []
     for name in sorted(names, key=lambda n: rank_in(DATASET_ORDER, n)):
@@ -109,6 +110,14 @@ def table_check(records: list[dict], names: list[str]) -> list[CheckedCell]:
                                        None if record is None else record[cell.metric],
                                        paper_base.get(cell.metric), None if twin_base is None else twin_base[cell.metric]))
     return checked
+
+
+def at_defaults(record: dict, k1: int) -> bool:
+    """Whether `record` ran at its method's defaults as they are now: nothing overridden, and each
+    N/C neighbourhood size at the test set's k1 (a record made before a test set's k1 changed is not)."""
+    cls = methods().get(record["method"])
+    return (cls is not None and record.get("overrides", {}) == {}
+            and all(record["params"].get(key) == k1 for key, value in cls.defaults.items() if value == DATA_DEPENDENT))
 
 
 def curve_check(records: list[dict], names: list[str]) -> list[CheckedCell]:

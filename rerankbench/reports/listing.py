@@ -14,6 +14,6 @@ def listing(scale: float = 1.0) -> str:
     for name, dataset in datasets().items():
         q, g = dataset.query.scaled(scale), dataset.gallery.scaled(scale)
         lines.append(f"  {name:<18} {dataset.title:<20} queries {q.images:>6}  gallery {g.images:>6}  "
-                     f"protocol {dataset.protocol:<9} k default {dataset.k_override or round(g.images / g.ids)}")
+                     f"protocol {dataset.protocol:<9} k default {dataset.default_k}")
     lines.append("families: veriwild, vehicleid (their small/medium/large test sets); 'all'")
     return "\n".join(lines)

@@ -91,6 +91,12 @@ class TwinDataset:
         return FeatureSet(self.name, splits["query"], splits["gallery"], self.protocol, source,
                           splits.get("train"), self.k_override)
 
+    @property
+    def default_k(self) -> int:
+        """k1 = N/C of the twin (images per identity, kept at every scale), or the test set's own
+        value where the paper runs it at another (VehicleID's 4, VERI-Wild's 25)."""
+        return self.k_override or round(self.gallery.images / self.gallery.ids)
+
     def model_at(self, scale: float) -> TwinModel:
         """The generative model of the twin at `scale`: from its adopted fits where it has any
         (twins/fitted.py), else the registered one."""

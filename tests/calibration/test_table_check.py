@@ -40,9 +40,11 @@ def test_a_record_counts_only_on_the_twin_generated_now():
 def test_table_cells_against_the_paper_hand_worked():
     # paper (Table V, VehicleID small): baseline 80.45 / 94.44, AQE 71.78 / 92.18,
     # alpha-QE 81.51 / 95.72, SCA 79.71 / 91.80
-    records = [record("baseline", {"cmc1": 80.0, "cmc5": 95.0}), record("aqe", {"cmc1": 75.0, "cmc5": 93.0}),
-               record("alpha_qe", {"cmc1": 79.0, "cmc5": 96.0}), record("sca", {"cmc1": 75.0, "cmc5": 70.0}),
-               record("aqe", {"cmc1": 1.0, "cmc5": 1.0}, overrides={"k": 9}, params={"k": 9})]  # not default: ignored
+    records = [record("baseline", {"cmc1": 80.0, "cmc5": 95.0}), record("aqe", {"cmc1": 75.0, "cmc5": 93.0}, params={"k": 4}),
+               record("alpha_qe", {"cmc1": 79.0, "cmc5": 96.0}, params={"k": 4, "alpha": 3.0}),
+               record("sca", {"cmc1": 75.0, "cmc5": 70.0}, params={"k1": 4, "k2": 2}),
+               record("aqe", {"cmc1": 1.0, "cmc5": 1.0}, overrides={"k": 9}, params={"k": 9}),  # not default: ignored
+               record("k_reciprocal", {"cmc1": 1.0, "cmc5": 1.0}, params={"k1": 6, "k2": 6})]  # k1 no longer the default
     cells = {(c.method, c.metric): c for c in table_check(records, ["vehicleid_small"])}
     aqe = cells["aqe", "cmc1"]
     assert aqe.role == "fitted" and aqe.difference == pytest.approx(3.22) and aqe.near is False
