@@ -93,8 +93,9 @@ class TwinDataset:
 
     @property
     def default_k(self) -> int:
-        """k1 = N/C of the twin (images per identity, kept at every scale), or the test set's own
-        value where the paper runs it at another (VehicleID's 4, VERI-Wild's 25)."""
+        """k1 = N/C of the full-size twin (scaling keeps images per identity, up to rounding at
+        small scales), or the test set's own value where the paper runs it at another (VehicleID's
+        4, VERI-Wild's 25)."""
         return self.k_override or round(self.gallery.images / self.gallery.ids)
 
     def model_at(self, scale: float) -> TwinModel:

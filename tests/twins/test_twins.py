@@ -141,6 +141,16 @@ def test_vehicleid_structure(name, twins):
     assert sorted(fs.gallery.ids.tolist()) == list(range(1, ids + 1))  # one image per identity
 
 
+def test_default_k_is_n_over_c_unless_the_paper_runs_another(twins):
+    found = registry.datasets()
+    # Market-1501's twin gallery at full size: 15,913 images of 750 identities
+    assert found["market1501"].default_k == round(15913 / 750) == 21
+    # VERI-Wild: N/C = 38,861 / 3,000 = 13, but Table V's cells lie on Fig. 11's curves at 25
+    assert [found[f"veriwild_{size}"].default_k for size in ("small", "medium", "large")] == [25, 25, 25]
+    assert twins["veriwild_small"].default_k == 25
+    assert found["vehicleid_small"].default_k == 4
+
+
 @pytest.mark.parametrize("name", ["market1501", "veri776", "vehicleid_small"])
 def test_train_split_only_when_asked(name):
     dataset = registry.datasets()[name]
