@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ from ..engine.contexts import ALL, in_context, prepare_in_context
 from ..engine.registry import method
 from ..engine.shared import SharedSteps
 from ..evaluation.protocols import evaluate_all
+from ..harness.memory import peak_rss_mb, reset_peak_rss
 from ..reports.paper import paper_k1_curves, paper_table5
 from ..twins.synthetic import TwinModel
 from ..twins.twin import TwinDataset
@@ -107,7 +109,8 @@ def fit_table(dataset: TwinDataset, scale: float, names: list[str], search: str 
     names: the terms of SPACE to move; start: the model to start from and keep the other
     terms of (default the dataset's). At most `evaluations` twins are made; evolution takes
     two thirds of them (a population of about 12, the starting model among it, as many
-    generations as fit) and Nelder-Mead the rest. `measure(model)` gives the cells' metrics
+    generations as fit) and Nelder-Mead the rest. Each twin is logged with its error, terms,
+    time and peak RSS (full-scale twins of the larger test sets peak at many GB: plan parallel fits by it). `measure(model)` gives the cells' metrics
     of a candidate (default: `twin_metrics` on the test split; train_fit.py measures the train split)."""
     unknown = [n for n in names if n not in SPACE]
     if unknown:
@@ -127,10 +130,13 @@ def fit_table(dataset: TwinDataset, scale: float, names: list[str], search: str 
         model = model_of(x)
         key = tuple(getattr(model, n) for n in names)
         if key not in seen:
+            reset_peak_rss()
+            began = time.perf_counter()
             metrics = measure(model) if measure else twin_metrics(dataset, model, cells, scale, seed)
             seen[key] = (error(cells, metrics), metrics)
             log(f"  {dataset.name} {len(seen):4d}: error {seen[key][0]:9.2f}  " +
-                " ".join(f"{n}={v}" for n, v in zip(names, key)))
+                " ".join(f"{n}={v}" for n, v in zip(names, key)) +
+                f"  ({time.perf_counter() - began:.0f} s, peak RSS {peak_rss_mb() / 1024:.1f} GB)")
         return seen[key][0]
 
     x0 = np.array([getattr(start, n) for n in names], dtype=float)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 
 import pytest
 
@@ -56,6 +57,7 @@ def test_evolution_starts_from_the_starting_model():
     logged = []
     fit_table(dataset, 0.02, ["noise"], "evolution", 37, start=start, cells=cells, log=logged.append)
     assert "noise=0.777" in logged[0] and len(logged) <= 37  # the first member evaluated is the start
+    assert re.search(r"noise=0\.777  \(\d+ s, peak RSS \d+\.\d GB\)$", logged[0])  # time and memory of each twin
 
 
 def test_fit_refuses_unknown_terms_and_too_few_evaluations():
