@@ -109,9 +109,10 @@ def fit_table(dataset: TwinDataset, scale: float, names: list[str], search: str 
     names: the terms of SPACE to move; start: the model to start from and keep the other
     terms of (default the dataset's). At most `evaluations` twins are made; evolution takes
     two thirds of them (a population of about 12, the starting model among it, as many
-    generations as fit) and Nelder-Mead the rest. Each twin is logged with its error, terms,
-    time and peak RSS (full-scale twins of the larger test sets peak at many GB: plan parallel fits by it). `measure(model)` gives the cells' metrics
-    of a candidate (default: `twin_metrics` on the test split; train_fit.py measures the train split)."""
+    generations as fit) and Nelder-Mead the rest. `measure(model)` gives the cells' metrics
+    of a candidate (default: `twin_metrics` on the test split; train_fit.py measures the train split).
+    Each twin is logged with its error, terms, time and peak RSS (a full-scale fit can reach
+    many GB: plan fits side by side by it)."""
     unknown = [n for n in names if n not in SPACE]
     if unknown:
         raise ValueError(f"cannot fit {', '.join(unknown)}: the fitted terms are {', '.join(SPACE)}")
